@@ -1,0 +1,2 @@
+/* Being written. */
+typedef int shmh_placeholder_bind;
