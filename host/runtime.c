@@ -33,7 +33,8 @@
 
 /* What TASKS maps a task's thread to. */
 enum task_state {
-  TASK_RUNNING = 1, /* running, or queued to run */
+  TASK_RUNNING = 1, /* running */
+  TASK_QUEUED,      /* in the ready queue */
   TASK_WAITING,     /* yielded through shmh_rt_yield; a binding will wake it */
   TASK_SUSPENDED    /* yielded through shmhost.suspend; shmhost.resume wakes it */
 };
@@ -154,7 +155,10 @@ static void task_resume(lua_State *task, int nargs) {
   if (status == LUA_YIELD) {
     lua_pop(task, nres);
     /* A plain coroutine.yield() inside a task gives the other tasks a turn. */
-    if (task_state(task) == TASK_RUNNING && !rt.exiting) queue_push(task, 0);
+    if (task_state(task) == TASK_RUNNING && !rt.exiting) {
+      task_set(task, TASK_QUEUED);
+      queue_push(task, 0);
+    }
     return;
   }
   if (status != LUA_OK && lua_touserdata(task, -1) != &exit_sentinel) {
@@ -185,6 +189,7 @@ static void rt_idle_cb(uv_idle_t *idle) {
     struct wake w = rt.queue[rt.qhead];
     rt.qhead = (rt.qhead + 1) % rt.qcap;
     rt.qlen--;
+    task_set(w.task, TASK_RUNNING);
     task_resume(w.task, w.nargs);
   }
   if (rt.qlen == 0 || rt.exiting) uv_idle_stop(idle);
@@ -212,9 +217,13 @@ void shmh_rt_wake(lua_State *task, int n) {
     lua_pop(task, n);
     return;
   }
-  task_set(task, TASK_RUNNING);
-  if (rt.depth == 0) task_resume(task, n);
-  else queue_push(task, n);
+  if (rt.depth == 0) {
+    task_set(task, TASK_RUNNING);
+    task_resume(task, n);
+  } else {
+    task_set(task, TASK_QUEUED);
+    queue_push(task, n);
+  }
 }
 
 static lua_State *spawn_task(lua_State *L, int n) {
@@ -223,7 +232,7 @@ static lua_State *spawn_task(lua_State *L, int n) {
   lua_xmove(L, task, n + 1);
   tasks_push(L);
   lua_pushvalue(L, -2);
-  lua_pushinteger(L, TASK_RUNNING);
+  lua_pushinteger(L, rt.depth == 0 ? TASK_RUNNING : TASK_QUEUED);
   lua_rawset(L, -3);
   lua_pop(L, 1);
   return task; /* the thread stays on L's stack */

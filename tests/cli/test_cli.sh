@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The command line as a user meets it: -e, errors, exit statuses, lookup of bundled scripts.
+. "$(dirname "$0")/lib.sh"
+
+c_eval() { run_sh -e 'print(1+1)'; expect_eq "$OUT" 2 && expect_eq "$RC" 0 status; }
+c_error() {
+  run_sh -e 'error("boom")'
+  expect_eq "$RC" 1 status && expect_match "$ERR" '^shmhost: \(command line\):1: boom' &&
+    expect_match "$ERR" 'stack traceback:'
+}
+c_error_object() {
+  run_sh -e 'error(setmetatable({}, {__tostring = function() return "custom object" end}))'
+  expect_eq "$RC" 1 status && expect_match "$ERR" 'custom object'
+}
+c_syntax() {
+  printf 'local x = \n' > "$WORK/bad.lua"
+  run_sh "$WORK/bad.lua"
+  expect_eq "$RC" 1 status && expect_match "$ERR" "bad.lua:2:"
+}
+c_nosuch() {
+  run_sh nosuch
+  expect_eq "$RC" 2 status && expect_match "$ERR" "nosuch" && expect_match "$ERR" "bundled"
+}
+c_noargs() { run_sh; expect_eq "$RC" 2 status && expect_match "$ERR" '^usage: shmhost'; }
+c_badopt() { run_sh --frobnicate; expect_eq "$RC" 2 status && expect_match "$ERR" "unknown option '--frobnicate'"; }
+c_e_noarg() { run_sh -e; expect_eq "$RC" 2 status && expect_match "$ERR" "-e needs an argument"; }
+c_version() { run_sh -v; expect_eq "$RC" 0 && expect_match "$OUT" '^shmhost [0-9]+\.[0-9]+'; }
+c_help() { run_sh --help; expect_eq "$RC" 0 && expect_match "$OUT" 'shmhost -e CODE'; }
+c_order() {
+  run_sh -e 'shmhost.spawn(function() shmhost.sleep(0.05) print("b") end) print("a")'
+  expect_eq "$OUT" $'a\nb'
+}
+c_args() {
+  printf 'print(arg[0], ...)\n' > "$WORK/args.lua"
+  run_sh "$WORK/args.lua" x "y z"
+  expect_eq "$OUT" "$WORK/args.lua"$'\tx\ty z'
+}
+c_path_lookup() {
+  mkdir -p "$WORK/p1" "$WORK/p2"
+  printf -- '-- says hello from p1\nprint("p1", ...)\n' > "$WORK/p1/hello.lua"
+  printf -- '-- shadowed\nprint("p2")\n' > "$WORK/p2/hello.lua"
+  printf -- '-- only in p2\nprint("p2 only")\n' > "$WORK/p2/other.lua"
+  OUT=$(cd "$WORK" && SHMHOST_PATH="$WORK/p1:$WORK/p2" timeout 10 "$SHMHOST" hello 1) &&
+    expect_eq "$OUT" $'p1\t1' &&
+    OUT=$(cd "$WORK" && SHMHOST_PATH="$WORK/p1:$WORK/p2" timeout 10 "$SHMHOST" other.lua) &&
+    expect_eq "$OUT" "p2 only" &&
+    OUT=$(SHMHOST_PATH="$WORK/p1:$WORK/p2" timeout 10 "$SHMHOST" -l) &&
+    expect_match "$OUT" '^hello +says hello from p1$' && expect_match "$OUT" '^other +only in p2$'
+}
+c_list_bundled() {
+  run_sh -l
+  expect_eq "$RC" 0 status || return 1
+  # Every bundled script is listed with its description.
+  local f n
+  for f in "$SHMHOST_SRC"/scripts/*.lua; do
+    [ -e "$f" ] || continue
+    n=$(basename "$f" .lua)
+    expect_match "$OUT" "^$n  " "listing of $n" || return 1
+  done
+}
+c_stdin_script() { OUT=$(echo 'print("from stdin")' | timeout 10 "$SHMHOST" -); expect_eq "$OUT" "from stdin"; }
+c_line_buffered() {
+  # The first line must reach a pipe before the script ends.
+  local first
+  first=$(timeout 10 "$SHMHOST" -e 'print("early") io.stdout:write("") shmhost.sleep(3)' | { IFS= read -r l; echo "$l"; }) &&
+    expect_eq "$first" early
+}
+c_line_buffered_fast() {
+  local t0 t1
+  t0=$(date +%s%N)
+  { timeout 10 "$SHMHOST" -e 'print("early") shmhost.sleep(3)' & } | { IFS= read -r l; t1=$(date +%s%N); echo "$(( (t1 - t0) / 1000000 ))"; } > "$WORK/ms"
+  wait
+  [ "$(cat "$WORK/ms")" -lt 2500 ] || fail "first line arrived after $(cat "$WORK/ms") ms: stdout is not line-buffered"
+}
+c_sigterm() {
+  timeout 10 "$SHMHOST" -e 'shmhost.sleep(20)' & local p=$!
+  sleep 0.3; kill -TERM $p; wait $p; expect_eq $? 143 status
+}
+c_os_exit_cleanup() {
+  run_sh -e 'os.exit(4)'; expect_eq "$RC" 4 status
+}
+
+t "-e prints" c_eval
+t "error: status 1, message and traceback" c_error
+t "error object with __tostring" c_error_object
+t "syntax error names file and line" c_syntax
+t "unknown script: status 2, names it, lists bundled" c_nosuch
+t "no arguments: usage, status 2" c_noargs
+t "unknown option: status 2" c_badopt
+t "-e without code: status 2" c_e_noarg
+t "-v" c_version
+t "-h" c_help
+t "spawned task runs after the main chunk yields" c_order
+t "script path and arguments" c_args
+t "SHMHOST_PATH lookup, .lua optional, -l lists" c_path_lookup
+t "-l lists every bundled script" c_list_bundled
+t "script from stdin" c_stdin_script
+t "stdout line-buffered on a pipe" c_line_buffered
+t "stdout line-buffered: first line arrives early" c_line_buffered_fast
+t "SIGTERM gives 143" c_sigterm
+t "os.exit keeps its status" c_os_exit_cleanup
+finish
