@@ -83,6 +83,16 @@ int shmh_segment_push_fd(lua_State *L, int fd);
 void shmh_mutex_push(lua_State *L, int segidx, lua_Integer off);
 void shmh_sem_push(lua_State *L, int segidx, lua_Integer off);
 
+/* layout.c, layout_view.c. A layout userdata holds a finished struct shmh_layout
+ * (host/core/layout.h): shmh_layout_check returns it or raises. shmh_view_push pushes a view
+ * of the layout at `layidx` over the segment at `segidx` from `off` (the caller has checked
+ * bounds and alignment); the view keeps both alive. shmh_bind_view registers the view and
+ * array types (called by shmh_bind_layout). */
+struct shmh_layout;
+const struct shmh_layout *shmh_layout_check(lua_State *L, int idx);
+void shmh_view_push(lua_State *L, int segidx, int layidx, lua_Integer off);
+void shmh_bind_view(lua_State *L);
+
 /* eventfd.c: adopts an eventfd descriptor; pushes the object (returns 1) or fails (3). */
 int shmh_eventfd_push_fd(lua_State *L, int fd);
 
