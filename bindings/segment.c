@@ -198,8 +198,9 @@ static int segment_sysv(lua_State *L) {
   segment_ud *u = segment_new(L);
   int rc = shmh_seg_open_sysv(&u->seg, key, &o);
   if (rc < 0) {
-    const char *obj = key == IPC_PRIVATE ? "IPC_PRIVATE"
-                                         : lua_pushfstring(L, "0x%08x", (unsigned)key);
+    char hex[16];
+    snprintf(hex, sizeof hex, "0x%08x", (unsigned)key); /* as ipcs shows keys */
+    const char *obj = key == IPC_PRIVATE ? "IPC_PRIVATE" : hex;
     if (strcmp(u->seg.fail_call, "shmget") != 0 && u->seg.shmid >= 0)
       obj = lua_pushfstring(L, "%d", u->seg.shmid);
     return shmh_fail(L, -rc, u->seg.fail_call, obj);
