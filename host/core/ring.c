@@ -268,8 +268,8 @@ static int peer_state(const shmh_ring *r, enum shmh_ring_role role, int probe) {
   return zombie(pid) ? -ESRCH : 1;
 }
 
-int shmh_ring_peer(const shmh_ring *r, enum shmh_ring_role role) {
-  return peer_state(r, role, 1);
+int shmh_ring_peer(const shmh_ring *r, enum shmh_ring_role role, int probe) {
+  return peer_state(r, role, probe);
 }
 
 int shmh_ring_prepare(shmh_ring *r, enum shmh_ring_role role, size_t len,

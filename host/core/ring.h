@@ -102,8 +102,9 @@ void shmh_ring_claim(shmh_ring *r, enum shmh_ring_role role);
 void shmh_ring_leave(shmh_ring *r, enum shmh_ring_role role);
 
 /* The state of the peer of `role`: 1 alive or not yet arrived, 0 it left the ring,
- * -ESRCH it died. */
-int shmh_ring_peer(const shmh_ring *r, enum shmh_ring_role role);
+ * -ESRCH it died. Without `probe` only the header is read (no system call), so a peer that
+ * died without leaving still counts as alive. */
+int shmh_ring_peer(const shmh_ring *r, enum shmh_ring_role role, int probe);
 
 /* Sleeping, in two halves so the wait itself can happen on another thread.
  *
