@@ -24,14 +24,25 @@
 #include <string.h>
 
 #include "layout.h"
+#include "seg.h"
+
+/* A segment on the stack, and its structure (valid while the userdata lives: the object
+ * holding it keeps the segment in a user value; whether it is still open is checked by
+ * shmh_segment_ptr on every access). Kept so an access checks the segment's type once. */
+typedef struct vseg {
+  int idx;
+  shmh_seg *seg;
+} vseg;
 
 typedef struct view_ud {
   const shmh_layout *l; /* owned by the layout userdata in user value 2 */
+  shmh_seg *seg;        /* of the segment in user value 1 */
   lua_Integer off;
 } view_ud;
 
 typedef struct array_ud {
   const shmh_lfield *f; /* a field of the layout userdata in user value 2 */
+  shmh_seg *seg;        /* of the segment in user value 1 */
   lua_Integer index;    /* the field's 1-based index in that layout */
   lua_Integer off;
 } array_ud;
@@ -68,17 +79,29 @@ static int vpath_error(lua_State *L, const vpath *p) {
   return lua_error(L);
 }
 
+/* The address of [off, off+len) in the segment at `segidx` after the segment's own checks
+ * (open, in bounds, not truncated by a peer); a write to a read-only mapping raises naming
+ * the field. */
+static unsigned char *view_addr(lua_State *L, const vseg *s, lua_Integer off, size_t len,
+                                int write, const vpath *at) {
+  unsigned char *p = (unsigned char *)shmh_segment_ptr(L, s->idx, off, len, 0, 0);
+  if (write && s->seg->readonly) {
+    lua_pushliteral(L, "the segment is mapped read-only");
+    vpath_error(L, at);
+  }
+  return p;
+}
+
 /* ------------------------------------------------------------ pushing objects */
 
-void shmh_view_push(lua_State *L, int segidx, int layidx, lua_Integer off) {
-  segidx = lua_absindex(L, segidx);
-  layidx = lua_absindex(L, layidx);
+static void view_push(lua_State *L, const vseg *s, int layidx, lua_Integer off) {
   const shmh_layout *l = shmh_layout_check(L, layidx);
   view_ud *v = (view_ud *)lua_newuserdatauv(L, sizeof *v, 3);
   v->l = l;
+  v->seg = s->seg;
   v->off = off;
   luaL_setmetatable(L, SHMH_VIEW);
-  lua_pushvalue(L, segidx);
+  lua_pushvalue(L, s->idx);
   lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, layidx);
   lua_setiuservalue(L, -2, 2);
@@ -86,14 +109,21 @@ void shmh_view_push(lua_State *L, int segidx, int layidx, lua_Integer off) {
   lua_setiuservalue(L, -2, 3);
 }
 
-static void array_push(lua_State *L, int segidx, int layidx, lua_Integer index,
+void shmh_view_push(lua_State *L, int segidx, int layidx, lua_Integer off) {
+  vseg s = {lua_absindex(L, segidx), NULL};
+  s.seg = shmh_segment_check(L, s.idx);
+  view_push(L, &s, lua_absindex(L, layidx), off);
+}
+
+static void array_push(lua_State *L, const vseg *s, int layidx, lua_Integer index,
                        const shmh_lfield *f, lua_Integer off) {
   array_ud *a = (array_ud *)lua_newuserdatauv(L, sizeof *a, 2);
   a->f = f;
+  a->seg = s->seg;
   a->index = index;
   a->off = off;
   luaL_setmetatable(L, SHMH_ARRAY);
-  lua_pushvalue(L, segidx);
+  lua_pushvalue(L, s->idx);
   lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, layidx);
   lua_setiuservalue(L, -2, 2);
@@ -102,9 +132,8 @@ static void array_push(lua_State *L, int segidx, int layidx, lua_Integer index,
 /* ------------------------------------------------------------ reading */
 
 /* Pushes the scalar or string element `e` at `off` in the segment at `segidx`. */
-static void scalar_get(lua_State *L, int segidx, const shmh_lelem *e, lua_Integer off) {
-  shmh_seg *seg = shmh_segment_check(L, segidx);
-  const unsigned char *p = (const unsigned char *)shmh_segment_ptr(L, segidx, off, e->size, 0, 1);
+static void scalar_get(lua_State *L, const vseg *s, const shmh_lelem *e, lua_Integer off) {
+  const unsigned char *p = view_addr(L, s, off, e->size, 0, NULL);
   switch (e->kind) {
   case SHMH_LK_INT:
     switch (e->size) {
@@ -138,34 +167,34 @@ static void scalar_get(lua_State *L, int segidx, const shmh_lelem *e, lua_Intege
   }
   default: lua_pushnil(L); break;
   }
-  shmh_segment_touched(L, seg);
+  shmh_segment_touched(L, s->seg);
 }
 
 /* Pushes element `e` of field `index` of the layout at `layidx`, at `off`. */
-static void elem_push(lua_State *L, int segidx, int layidx, lua_Integer index,
+static void elem_push(lua_State *L, const vseg *s, int layidx, lua_Integer index,
                       const shmh_lelem *e, lua_Integer off) {
   switch (e->kind) {
-  case SHMH_LK_MUTEX: shmh_mutex_push(L, segidx, off); break;
-  case SHMH_LK_SEM: shmh_sem_push(L, segidx, off); break;
+  case SHMH_LK_MUTEX: shmh_mutex_push(L, s->idx, off); break;
+  case SHMH_LK_SEM: shmh_sem_push(L, s->idx, off); break;
   case SHMH_LK_STRUCT:
     lua_getiuservalue(L, layidx, 2);
     lua_rawgeti(L, -1, index);
-    shmh_view_push(L, segidx, -1, off);
+    view_push(L, s, lua_gettop(L), off);
     lua_replace(L, -3);
     lua_pop(L, 1);
     break;
-  default: scalar_get(L, segidx, e, off); break;
+  default: scalar_get(L, s, e, off); break;
   }
 }
 
 /* ------------------------------------------------------------ writing */
 
-static int value_set(lua_State *L, int segidx, int layidx, lua_Integer index,
+static int value_set(lua_State *L, const vseg *s, int layidx, lua_Integer index,
                      const shmh_lfield *f, int whole, lua_Integer off, int v, const vpath *at,
                      int dry);
 
 /* Stores the value at `v` as element `e` at `off`; with `dry`, only checks it. */
-static void scalar_set(lua_State *L, int segidx, const shmh_lelem *e, lua_Integer off, int v,
+static void scalar_set(lua_State *L, const vseg *s, const shmh_lelem *e, lua_Integer off, int v,
                        const vpath *at, int dry) {
   unsigned char buf[8];
   size_t n = e->size;
@@ -234,22 +263,21 @@ static void scalar_set(lua_State *L, int segidx, const shmh_lelem *e, lua_Intege
       lua_pushfstring(L, "string expected, got %s", luaL_typename(L, v));
       vpath_error(L, at);
     }
-    const char *s = lua_tolstring(L, v, &len);
+    const char *str = lua_tolstring(L, v, &len);
     if (len > e->size - 1) {
       lua_pushfstring(L, "string of %I bytes too long for char[%I] (at most %I bytes)",
                       (lua_Integer)len, (lua_Integer)e->size, (lua_Integer)e->size - 1);
       vpath_error(L, at);
     }
-    if (memchr(s, '\0', len) != NULL) {
+    if (memchr(str, '\0', len) != NULL) {
       lua_pushliteral(L, "string contains a NUL byte (a C string would end there)");
       vpath_error(L, at);
     }
     if (dry) return;
-    shmh_seg *seg = shmh_segment_check(L, segidx);
-    unsigned char *p = (unsigned char *)shmh_segment_ptr(L, segidx, off, e->size, 1, 1);
-    memcpy(p, s, len);
+    unsigned char *p = view_addr(L, s, off, e->size, 1, at);
+    memcpy(p, str, len);
     memset(p + len, 0, e->size - len);
-    shmh_segment_touched(L, seg);
+    shmh_segment_touched(L, s->seg);
     return;
   }
   case SHMH_LK_MUTEX:
@@ -261,15 +289,14 @@ static void scalar_set(lua_State *L, int segidx, const shmh_lelem *e, lua_Intege
   default: return;
   }
   if (dry) return;
-  shmh_seg *seg = shmh_segment_check(L, segidx);
-  void *p = shmh_segment_ptr(L, segidx, off, n, 1, 1);
+  unsigned char *p = view_addr(L, s, off, n, 1, at);
   memcpy(p, src, n);
-  shmh_segment_touched(L, seg);
+  shmh_segment_touched(L, s->seg);
 }
 
 /* Writes a table of field values into the struct of the layout at `sublay` at `off`. Every
  * key must name a field; fields the table leaves out keep their value. */
-static void struct_set(lua_State *L, int segidx, int sublay, lua_Integer off, int v,
+static void struct_set(lua_State *L, const vseg *s, int sublay, lua_Integer off, int v,
                        const vpath *at, int dry) {
   if (!lua_istable(L, v)) {
     lua_pushfstring(L, "table of fields expected, got %s", luaL_typename(L, v));
@@ -300,7 +327,7 @@ static void struct_set(lua_State *L, int segidx, int sublay, lua_Integer off, in
     lua_pushstring(L, f->name);
     if (lua_rawget(L, v) != LUA_TNIL) {
       vpath sub = {at, f->name, 0};
-      value_set(L, segidx, sublay, (lua_Integer)i + 1, f, 1, off + (lua_Integer)f->offset,
+      value_set(L, s, sublay, (lua_Integer)i + 1, f, 1, off + (lua_Integer)f->offset,
                 lua_gettop(L), &sub, dry);
     }
     lua_pop(L, 1);
@@ -308,25 +335,25 @@ static void struct_set(lua_State *L, int segidx, int sublay, lua_Integer off, in
 }
 
 /* Stores one element of field `index` (of the layout at `layidx`) at `off`. */
-static void elem_set(lua_State *L, int segidx, int layidx, lua_Integer index,
+static void elem_set(lua_State *L, const vseg *s, int layidx, lua_Integer index,
                      const shmh_lelem *e, lua_Integer off, int v, const vpath *at, int dry) {
   if (e->kind != SHMH_LK_STRUCT) {
-    scalar_set(L, segidx, e, off, v, at, dry);
+    scalar_set(L, s, e, off, v, at, dry);
     return;
   }
   lua_getiuservalue(L, layidx, 2);
   lua_rawgeti(L, -1, index);
-  struct_set(L, segidx, lua_gettop(L), off, v, at, dry);
+  struct_set(L, s, lua_gettop(L), off, v, at, dry);
   lua_pop(L, 2);
 }
 
 /* Stores the value at `v` into field `f` (the whole field when `whole`, else one element of
  * it) at `off`. An array field takes a list of at most N values and writes those given. */
-static int value_set(lua_State *L, int segidx, int layidx, lua_Integer index,
+static int value_set(lua_State *L, const vseg *s, int layidx, lua_Integer index,
                      const shmh_lfield *f, int whole, lua_Integer off, int v, const vpath *at,
                      int dry) {
   if (!whole || f->count == 0) {
-    elem_set(L, segidx, layidx, index, &f->elem, off, v, at, dry);
+    elem_set(L, s, layidx, index, &f->elem, off, v, at, dry);
     return 0;
   }
   if (!lua_istable(L, v)) {
@@ -343,7 +370,7 @@ static int value_set(lua_State *L, int segidx, int layidx, lua_Integer index,
   for (lua_Unsigned i = 1; i <= n; i++) {
     lua_rawgeti(L, v, (lua_Integer)i);
     vpath el = {at, NULL, (lua_Integer)i};
-    elem_set(L, segidx, layidx, index, &f->elem,
+    elem_set(L, s, layidx, index, &f->elem,
              off + (lua_Integer)((i - 1) * f->elem.size), lua_gettop(L), &el, dry);
     lua_pop(L, 1);
   }
@@ -352,14 +379,24 @@ static int value_set(lua_State *L, int segidx, int layidx, lua_Integer index,
 
 /* A table assignment is checked whole first, so a bad value deep inside it leaves the
  * segment unchanged. */
-static void assign(lua_State *L, int segidx, int layidx, lua_Integer index, const shmh_lfield *f,
+static void assign(lua_State *L, const vseg *s, int layidx, lua_Integer index, const shmh_lfield *f,
                    int whole, lua_Integer off, int v, const vpath *at) {
   if (lua_type(L, v) == LUA_TTABLE)
-    value_set(L, segidx, layidx, index, f, whole, off, v, at, 1);
-  value_set(L, segidx, layidx, index, f, whole, off, v, at, 0);
+    value_set(L, s, layidx, index, f, whole, off, v, at, 1);
+  value_set(L, s, layidx, index, f, whole, off, v, at, 0);
 }
 
 /* ------------------------------------------------------------ views */
+
+/* The object at index 1 when its metatable is the one in upvalue 1 (the type's own), else
+ * raises as luaL_checkudata does. Cheaper than a registry lookup by name on every access. */
+static void *self_check(lua_State *L, const char *tname) {
+  void *p = lua_touserdata(L, 1);
+  if (p == NULL || !lua_getmetatable(L, 1)) luaL_typeerror(L, 1, tname);
+  if (!lua_rawequal(L, -1, lua_upvalueindex(1))) luaL_typeerror(L, 1, tname);
+  lua_pop(L, 1);
+  return p;
+}
 
 /* Pushes field `index` (1-based) of the view at stack index 1. */
 static void view_field_push(lua_State *L, view_ud *vw, lua_Integer index) {
@@ -367,10 +404,10 @@ static void view_field_push(lua_State *L, view_ud *vw, lua_Integer index) {
   lua_Integer off = vw->off + (lua_Integer)f->offset;
   lua_getiuservalue(L, 1, 1);
   lua_getiuservalue(L, 1, 2);
-  int seg = lua_gettop(L) - 1;
-  if (f->count) array_push(L, seg, seg + 1, index, f, off);
-  else elem_push(L, seg, seg + 1, index, &f->elem, off);
-  lua_replace(L, seg);
+  vseg s = {lua_gettop(L) - 1, vw->seg};
+  if (f->count) array_push(L, &s, s.idx + 1, index, f, off);
+  else elem_push(L, &s, s.idx + 1, index, &f->elem, off);
+  lua_replace(L, s.idx);
   lua_pop(L, 1);
 }
 
@@ -390,20 +427,21 @@ static lua_Integer view_lookup(lua_State *L, int k) {
 }
 
 static int view_index(lua_State *L) {
-  view_ud *vw = (view_ud *)luaL_checkudata(L, 1, SHMH_VIEW);
+  view_ud *vw = (view_ud *)self_check(L, SHMH_VIEW);
   view_field_push(L, vw, view_lookup(L, 2));
   return 1;
 }
 
 static int view_newindex(lua_State *L) {
-  view_ud *vw = (view_ud *)luaL_checkudata(L, 1, SHMH_VIEW);
+  view_ud *vw = (view_ud *)self_check(L, SHMH_VIEW);
   lua_Integer index = view_lookup(L, 2);
   const shmh_lfield *f = &vw->l->fields[index - 1];
   lua_settop(L, 3);
   lua_getiuservalue(L, 1, 1);
   lua_getiuservalue(L, 1, 2);
   vpath at = {NULL, f->name, 0};
-  assign(L, 4, 5, index, f, 1, vw->off + (lua_Integer)f->offset, 3, &at);
+  vseg s = {4, vw->seg};
+  assign(L, &s, 5, index, f, 1, vw->off + (lua_Integer)f->offset, 3, &at);
   return 0;
 }
 
@@ -448,27 +486,28 @@ static lua_Integer array_elem(lua_State *L, array_ud *a, int k) {
 static void array_elem_push(lua_State *L, array_ud *a, lua_Integer off) {
   lua_getiuservalue(L, 1, 1);
   lua_getiuservalue(L, 1, 2);
-  int seg = lua_gettop(L) - 1;
-  elem_push(L, seg, seg + 1, a->index, &a->f->elem, off);
-  lua_replace(L, seg);
+  vseg s = {lua_gettop(L) - 1, a->seg};
+  elem_push(L, &s, s.idx + 1, a->index, &a->f->elem, off);
+  lua_replace(L, s.idx);
   lua_pop(L, 1);
 }
 
 static int array_index(lua_State *L) {
-  array_ud *a = (array_ud *)luaL_checkudata(L, 1, SHMH_ARRAY);
+  array_ud *a = (array_ud *)self_check(L, SHMH_ARRAY);
   array_elem_push(L, a, array_elem(L, a, 2));
   return 1;
 }
 
 static int array_newindex(lua_State *L) {
-  array_ud *a = (array_ud *)luaL_checkudata(L, 1, SHMH_ARRAY);
+  array_ud *a = (array_ud *)self_check(L, SHMH_ARRAY);
   lua_Integer off = array_elem(L, a, 2);
   lua_settop(L, 3);
   lua_getiuservalue(L, 1, 1);
   lua_getiuservalue(L, 1, 2);
   vpath at = {NULL, a->f->name, lua_tointeger(L, 2)};
   vpath el = {&at, NULL, lua_tointeger(L, 2)};
-  assign(L, 4, 5, a->index, a->f, 0, off, 3, &el);
+  vseg s = {4, a->seg};
+  assign(L, &s, 5, a->index, a->f, 0, off, 3, &el);
   return 0;
 }
 
@@ -505,23 +544,34 @@ static int array_tostring(lua_State *L) {
 }
 
 static const luaL_Reg view_meta[] = {
-  {"__index", view_index},
-  {"__newindex", view_newindex},
   {"__pairs", view_pairs},
   {"__tostring", view_tostring},
   {NULL, NULL}
 };
 
 static const luaL_Reg array_meta[] = {
-  {"__index", array_index},
-  {"__newindex", array_newindex},
   {"__len", array_len},
   {"__pairs", array_pairs},
   {"__tostring", array_tostring},
   {NULL, NULL}
 };
 
+/* __index and __newindex get their own metatable as upvalue, for self_check. */
+static void view_accessors(lua_State *L, const char *tname, lua_CFunction index,
+                           lua_CFunction newindex) {
+  luaL_getmetatable(L, tname);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, newindex, 1);
+  lua_setfield(L, -2, "__newindex");
+  lua_pop(L, 1);
+}
+
 void shmh_bind_view(lua_State *L) {
   shmh_newtype(L, SHMH_VIEW, NULL, view_meta);
+  view_accessors(L, SHMH_VIEW, view_index, view_newindex);
   shmh_newtype(L, SHMH_ARRAY, NULL, array_meta);
+  view_accessors(L, SHMH_ARRAY, array_index, array_newindex);
 }
