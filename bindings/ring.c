@@ -45,6 +45,7 @@ typedef struct waiter {
   int armed;
   uint32_t *word;
   uint32_t value;
+  int ms;                    /* this slice, up to SLICE_MS */
   /* thread -> loop, under mu */
   int fired, result;
   /* loop thread only */
@@ -134,11 +135,12 @@ static void *waiter_main(void *arg) {
     while (!w->armed && !w->stop) pthread_cond_wait(&w->cv, &w->mu);
     if (w->stop) break;
     uint32_t *word = w->word, value = w->value;
+    int ms = w->ms;
     w->armed = 0;
     pthread_mutex_unlock(&w->mu);
     /* Only the futex call touches the word: if the segment was unmapped meanwhile, the kernel
      * answers EFAULT instead of this thread faulting. */
-    int rc = shmh_ring_sleep(word, value, SLICE_MS);
+    int rc = shmh_ring_sleep(word, value, ms);
     pthread_mutex_lock(&w->mu);
     w->fired = 1;
     w->result = rc;
@@ -201,9 +203,16 @@ static int waiter_arm(lua_State *L, int idx, lring *r, int role, waiter *w) {
   if (rc == 1) return 1;
   if (rc < 0) return -shmh_fail(L, -rc, role == SHMH_RING_CONSUMER ? "ring:get" : "ring:put",
                                 "(corrupt ring)");
+  /* The slice ends no later than the deadline, so a timeout is reported on time. */
+  int ms = SLICE_MS;
+  if (w->deadline >= 0) {
+    double left = (w->deadline - shmh_rt_now()) * 1000.0 + 1.0;
+    if (left < ms) ms = left < 1 ? 1 : (int)left;
+  }
   pthread_mutex_lock(&w->mu);
   w->word = word;
   w->value = value;
+  w->ms = ms;
   w->armed = 1;
   w->fired = 0;
   pthread_cond_signal(&w->cv);
@@ -448,6 +457,7 @@ static lua_Integer check_offset(lua_State *L, int arg) {
 }
 
 static int ring_create(lua_State *L) {
+  shmh_segment_check(L, 1);
   lua_Integer off = check_offset(L, 2);
   lua_Integer cap = luaL_checkinteger(L, 3);
   luaL_argcheck(L, cap >= 8 && cap % 8 == 0, 3, "capacity must be a positive multiple of 8");
