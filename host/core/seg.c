@@ -284,12 +284,10 @@ static int sysv_size(shmh_seg *s) {
 static int sysv_attach(shmh_seg *s, int readonly) {
   s->kind = SHMH_SEG_SYSV;
   s->readonly = readonly;
-  int rc = sysv_size(s);
-  if (rc < 0) return rc;
   void *p = shmat(s->shmid, NULL, readonly ? SHM_RDONLY : 0);
   if (p == (void *)-1) return fail(s, "shmat", errno);
-  s->addr = p;
-  return 0;
+  s->addr = p; /* shmh_seg_close detaches it if the size cannot be read */
+  return sysv_size(s);
 }
 
 int shmh_seg_open_sysv(shmh_seg *s, key_t key, const struct shmh_seg_opts *o) {

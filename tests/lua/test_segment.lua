@@ -287,7 +287,7 @@ T.test("ftok and System V by key and by id", function()
   T.checkfail(string.format("shmget 0x%08x: No such file or directory", key), shm.sysv, key)
   local id = a.id
   a:close()
-  T.checkfail("shmctl " .. id .. ": Invalid argument", shm.sysv_attach, id)
+  T.checkfail("shmat " .. id .. ": Invalid argument", shm.sysv_attach, id)
 end)
 
 T.test("System V misuse raises", function()

@@ -168,7 +168,7 @@ static void t_sysv(void) {
   CHECK(shmctl(id, IPC_STAT, &ds) < 0);
   /* Attaching an id that does not exist fails with the call named. */
   CHECK(shmh_seg_attach_sysv(&c, id, 0) < 0);
-  CHECK_STR(c.fail_call, "shmctl");
+  CHECK_STR(c.fail_call, "shmat");
   /* IPC_PRIVATE always creates. */
   CHECK_EQ(shmh_seg_open_sysv(&a, IPC_PRIVATE, &o), 0);
   CHECK(a.created);
