@@ -1,0 +1,499 @@
+---@meta shmhost
+-- LuaLS annotations for shmhost's Lua API (docs/DESIGN.md section 5), so an editor completes
+-- and checks scripts. Point the language server at this folder ("workspace.library").
+-- Conventions: misuse raises a Lua error naming the argument; a failed system call returns
+-- `nil, message, errno` (message "call object: strerror"), so `assert(...)` works. Times are
+-- seconds (fractions allowed). Every object has close() (idempotent), __gc and __close.
+
+---@class shmhost
+---@field version string                the shmhost version
+---@field IPC_PRIVATE integer           the System V key that always creates a new segment
+---@field errno table<string, integer>  errno names: shm.errno.EEXIST, shm.errno.ENOENT, ...
+---@field unix shmhost.unixlib          AF_UNIX sockets
+---@field ring shmhost.ringlib          the shared-memory ring
+local shm = {}
+
+-- ---------------------------------------------------------------- runtime
+
+---Starts a task (a coroutine on the loop) running fn(...).
+---@param fn fun(...: any)
+---@param ... any
+---@return thread
+function shm.spawn(fn, ...) end
+
+---Suspends the running task for `s` seconds; other tasks and callbacks keep running.
+---@param s number
+function shm.sleep(s) end
+
+---Monotonic clock in seconds, nanosecond resolution.
+---@return number
+function shm.now() end
+
+---The process id.
+---@return integer
+function shm.pid() end
+
+---Ends the process at once with `code` (default 0), after cleanup of created objects.
+---@param code? integer
+function shm.exit(code) end
+
+---Suspends the running task until shm.resume(task, ...) is called; returns those values.
+---@return any ...
+function shm.suspend() end
+
+---Resumes a task suspended by shm.suspend() with the given values (from a luv callback).
+---@param task thread
+---@param ... any
+function shm.resume(task, ...) end
+
+-- ---------------------------------------------------------------- segments
+
+---@alias shmhost.mode string|integer  an octal string ("0600") or an integer
+
+---@class shmhost.open_opts
+---@field create? boolean   O_CREAT (default false)
+---@field excl? boolean     O_EXCL: fail when it exists (needs create)
+---@field size? integer     bytes; required and positive when creating
+---@field mode? shmhost.mode permissions of a created object (default "0600")
+---@field truncate? boolean O_TRUNC, then size it to `size`
+---@field readonly? boolean map read-only
+---@field keep? boolean     do not remove the created object at exit
+
+---@class shmhost.sysv_opts
+---@field create? boolean   IPC_CREAT
+---@field excl? boolean     IPC_EXCL (needs create)
+---@field size? integer     bytes; required when creating
+---@field mode? shmhost.mode (default "0600")
+---@field readonly? boolean SHM_RDONLY
+---@field keep? boolean     do not IPC_RMID the created segment at exit
+
+---@class shmhost.memfd_opts
+---@field size integer      bytes
+---@field seal? boolean     seal against growing and shrinking (no peer can truncate it)
+---@field mode? shmhost.mode
+
+---@alias shmhost.scalar "i8"|"i16"|"i32"|"i64"|"u8"|"u16"|"u32"|"u64"|"f32"|"f64"|"bool"
+
+---A shared-memory segment: POSIX (shm_open), System V (shmget) or memfd.
+---@class shmhost.segment
+---@field name string|nil   POSIX and memfd name ("/x"); nil for System V
+---@field kind "posix"|"sysv"|"memfd"
+---@field key integer|nil   System V key
+---@field id integer|nil    System V id
+---@field created boolean   this call created the object
+---@field readonly boolean  mapped read-only
+local segment = {}
+
+---POSIX shared memory by name ("/name").
+---@param name string
+---@param opts? shmhost.open_opts
+---@return shmhost.segment|nil seg
+---@return string? err
+---@return integer? errno
+function shm.open(name, opts) end
+
+---System V shared memory by key (an integer, shm.IPC_PRIVATE, or from shm.ftok).
+---@param key integer
+---@param opts? shmhost.sysv_opts
+---@return shmhost.segment|nil seg
+---@return string? err
+---@return integer? errno
+function shm.sysv(key, opts) end
+
+---Attaches a System V segment by id.
+---@param id integer
+---@param opts? {readonly?: boolean}
+---@return shmhost.segment|nil seg
+---@return string? err
+---@return integer? errno
+function shm.sysv_attach(id, opts) end
+
+---The key C's ftok(path, proj) returns.
+---@param path string
+---@param proj string|integer one character, or 1-255
+---@return integer|nil key
+---@return string? err
+---@return integer? errno
+function shm.ftok(path, proj) end
+
+---An anonymous memfd segment (pass it to a peer with sock:send).
+---@param name string
+---@param opts shmhost.memfd_opts
+---@return shmhost.segment|nil seg
+---@return string? err
+---@return integer? errno
+function shm.memfd(name, opts) end
+
+---@return integer bytes mapped
+function segment:size() end
+---@return integer|nil fd the descriptor (nil for System V)
+function segment:fd() end
+---@param off integer
+---@param len integer
+---@return string
+function segment:read(off, len) end
+---@param off integer
+---@param s string
+---@return true
+function segment:write(off, s) end
+---@param t shmhost.scalar
+---@param off integer
+---@return integer|number|boolean
+function segment:get(t, off) end
+---@param t shmhost.scalar
+---@param off integer
+---@param v integer|number|boolean
+---@return true
+function segment:set(t, off, v) end
+---Atomic (sequentially consistent) load.
+---@param t shmhost.scalar
+---@param off integer
+---@return integer|number|boolean
+function segment:load(t, off) end
+---Atomic store.
+---@param t shmhost.scalar
+---@param off integer
+---@param v integer|number|boolean
+---@return true
+function segment:store(t, off, v) end
+---Atomic fetch-and-add; returns the old value.
+---@param t shmhost.scalar
+---@param off integer
+---@param n integer
+---@return integer old
+function segment:add(t, off, n) end
+---Atomic compare-and-swap.
+---@param t shmhost.scalar
+---@param off integer
+---@param expect integer
+---@param new integer
+---@return boolean ok
+---@return integer old
+function segment:cas(t, off, expect, new) end
+---size, mode, uid, gid, removed; System V also nattch, cpid, lpid, atime, dtime, ctime, key, id.
+---@return {size: integer, mode: integer, uid: integer, gid: integer, removed: boolean, nattch?: integer, cpid?: integer, lpid?: integer, atime?: integer, dtime?: integer, ctime?: integer, cuid?: integer, cgid?: integer, key?: integer, id?: integer}|nil st
+---@return string? err
+---@return integer? errno
+function segment:stat() end
+---POSIX and memfd: ftruncate and remap (System V raises).
+---@param n integer
+---@return true|nil ok
+---@return string? err
+---@return integer? errno
+function segment:resize(n) end
+---Removes the name (shm_unlink) or the System V segment (IPC_RMID).
+---@return true|nil ok
+---@return string? err
+---@return integer? errno
+function segment:unlink() end
+---The same as unlink().
+---@return true|nil ok
+---@return string? err
+---@return integer? errno
+function segment:remove() end
+---Unmaps and closes without removing.
+---@return true
+function segment:detach() end
+---Unmaps and closes; removes a created object unless kept.
+---@return true
+function segment:close() end
+---Keeps a created object after this process ends.
+---@return true
+function segment:keep() end
+
+-- ---------------------------------------------------------------- layouts
+
+---@alias shmhost.ctype "char"|"signed char"|"unsigned char"|"bool"|"int8_t"|"uint8_t"|"int16_t"|"uint16_t"|"int32_t"|"uint32_t"|"int64_t"|"uint64_t"|"short"|"unsigned short"|"int"|"unsigned"|"unsigned int"|"long"|"unsigned long"|"long long"|"unsigned long long"|"size_t"|"ssize_t"|"pid_t"|"float"|"double"|"mutex"|"pthread_mutex_t"|"sem"|"sem_t"|"i8"|"i16"|"i32"|"i64"|"u8"|"u16"|"u32"|"u64"|"f32"|"f64"|string
+
+---A field: {name, type [, count]}; type is a C type name, "T[N]", "char[N]" (a C string), or
+---a nested layout; count makes an array of it.
+---@alias shmhost.field {[1]: string, [2]: shmhost.ctype|shmhost.layout, [3]: integer?}
+
+---A C struct layout, laid out as the platform C compiler lays out the same struct.
+---@class shmhost.layout
+---@field size integer   sizeof the struct (padded to its alignment)
+---@field align integer  its alignment
+local layout = {}
+
+---Declares a layout. Raises on an empty list, duplicate names, unknown types, N <= 0.
+---@param fields shmhost.field[]
+---@return shmhost.layout
+function shm.layout(fields) end
+
+---Bytes from the start of the struct to `field` ("pos.x" reaches into nested layouts).
+---@param field string
+---@return integer
+function layout:offset(field) end
+
+---The fields in order: element type (a string or the nested layout), offset, size of the whole
+---field, and count for arrays.
+---@return {name: string, type: string|shmhost.layout, offset: integer, size: integer, count: integer?}[]
+function layout:fields() end
+
+---The #include lines and `struct NAME { ... };` that gcc compiles to the same layout.
+---@param name string a C identifier
+---@return string
+function layout:cdecl(name) end
+
+---A view of the struct at `offset` (default 0) in the segment: fields read and write the
+---segment (integers range-checked, char[N] as strings, mutex/sem fields as objects, arrays
+---as 1-based shmhost.array, nested layouts as views). The view keeps the segment alive.
+---@param seg shmhost.segment
+---@param offset? integer a multiple of the layout's alignment
+---@return shmhost.view
+function layout:view(seg, offset) end
+
+---Field access by name: `v.counter`, `v.counter = 1`, `v.pos = {x = 1}`, pairs(v).
+---@class shmhost.view
+---@field [string] any
+
+---An array field: `a[i]` for 1 <= i <= #a (outside raises), `#a`, pairs(a).
+---@class shmhost.array
+---@field [integer] any
+---@operator len: integer
+
+-- ---------------------------------------------------------------- sync
+
+---A process-shared mutex inside a segment (robust and error-checking by default).
+---@class shmhost.mutex
+local mutex = {}
+
+---The mutex at byte `off` of the segment (initialize it once with m:init, or a peer did).
+---@param seg shmhost.segment
+---@param off integer
+---@return shmhost.mutex
+function shm.mutex(seg, off) end
+
+---@param opts? {robust?: boolean, type?: "errorcheck"|"normal"|"recursive"}
+---@return true|nil ok
+---@return string? err
+---@return integer? errno
+function mutex:init(opts) end
+---Locks; in a task a contended lock retries on the loop. "owner-died": you hold it, the
+---holder died, repair the data before unlocking.
+---@param timeout? number seconds
+---@return true|nil ok
+---@return "owner-died"|"timeout"|string|nil why
+function mutex:lock(timeout) end
+---@return boolean ok
+---@return "busy"|"owner-died"|nil why
+function mutex:trylock() end
+---@return true|nil ok
+---@return string? err
+---@return integer? errno
+function mutex:unlock() end
+---@return true|nil ok
+---@return string? err
+---@return integer? errno
+function mutex:consistent() end
+---The hook m:with runs when the previous holder died holding the lock.
+---@param fn fun(m: shmhost.mutex)
+function mutex:on_owner_died(fn) end
+---Locks, calls fn(...), unlocks (on error too) and returns fn's results or rethrows.
+---@generic R
+---@param fn fun(...: any): R
+---@param ... any
+---@return R ...
+function mutex:with(fn, ...) end
+function mutex:close() end
+
+---A POSIX semaphore: unnamed in a segment, or named.
+---@class shmhost.sem
+local sem = {}
+
+---The unnamed semaphore at byte `off` of the segment.
+---@param seg shmhost.segment
+---@param off integer
+---@return shmhost.sem
+function shm.sem(seg, off) end
+
+---A named POSIX semaphore ("/name").
+---@param name string
+---@param opts? {create?: boolean, excl?: boolean, value?: integer, mode?: shmhost.mode, keep?: boolean}
+---@return shmhost.sem|nil s
+---@return string? err
+---@return integer? errno
+function shm.sem_open(name, opts) end
+
+---@param value integer
+---@return true|nil ok
+---@return string? err
+---@return integer? errno
+function sem:init(value) end
+---@return true|nil ok
+---@return string? err
+---@return integer? errno
+function sem:post() end
+---Waits without blocking the loop.
+---@param timeout? number seconds
+---@return true|nil ok
+---@return "timeout"|string|nil why
+---@return integer? errno
+function sem:wait(timeout) end
+---@return boolean ok
+function sem:trywait() end
+---@return integer
+function sem:value() end
+function sem:close() end
+
+-- ---------------------------------------------------------------- eventfd
+
+---@class shmhost.eventfd
+local eventfd = {}
+
+---@param opts? {init?: integer, semaphore?: boolean}
+---@return shmhost.eventfd|nil ev
+---@return string? err
+---@return integer? errno
+function shm.eventfd(opts) end
+
+---Adds n (default 1) to the counter.
+---@param n? integer
+---@return true|nil ok
+---@return string? err
+---@return integer? errno
+function eventfd:notify(n) end
+---Waits for a non-zero counter and returns it (1 in semaphore mode).
+---@return integer|nil count
+---@return string? err
+function eventfd:wait() end
+---The counter if non-zero, else nil, without waiting.
+---@return integer|nil count
+function eventfd:try() end
+---Calls fn(count) on every wake-up.
+---@param fn fun(count: integer)
+function eventfd:on(fn) end
+---@return integer
+function eventfd:fd() end
+function eventfd:close() end
+
+-- ---------------------------------------------------------------- AF_UNIX sockets
+
+---@class shmhost.unixlib
+local unixlib = {}
+
+---@class shmhost.listen_opts
+---@field path? string          a filesystem socket path
+---@field abstract? string      an abstract name (no file)
+---@field type? "stream"|"seqpacket"
+---@field mode? shmhost.mode    permissions of the socket file (default "0600")
+---@field allow_uids? integer[] other uids allowed to connect
+---@field backlog? integer
+---@field keep? boolean         leave the socket path at exit
+
+---@param opts shmhost.listen_opts
+---@return shmhost.socket|nil srv
+---@return string? err
+---@return integer? errno
+function unixlib.listen(opts) end
+
+---@param opts {path?: string, abstract?: string, type?: "stream"|"seqpacket", wait?: number}
+---@return shmhost.socket|nil sock
+---@return string? err
+---@return integer? errno
+function unixlib.connect(opts) end
+
+---A listening or connected AF_UNIX socket.
+---@class shmhost.socket
+local socket = {}
+
+---@return shmhost.socket|nil conn
+---@return string? err
+---@return integer? errno
+function socket:accept() end
+---@param fn fun(conn: shmhost.socket)
+function socket:on_accept(fn) end
+---Sends bytes and objects (segments, eventfds, sockets, raw fds) with SCM_RIGHTS.
+---@param bytes string
+---@param objs? any[]
+---@return integer|nil sent
+---@return string? err
+---@return integer? errno
+function socket:send(bytes, objs) end
+---What has arrived (at most max bytes, default 64 KiB) and the received objects.
+---@param max? integer
+---@return string|nil bytes
+---@return any[]|string objs_or_err
+---@return integer? errno
+function socket:recv(max) end
+---@param fn fun(bytes: string, objs: any[])
+function socket:on_recv(fn) end
+---SO_PEERCRED of the other end.
+---@return {pid: integer, uid: integer, gid: integer}
+function socket:peer() end
+---Leaves the socket path in place when closed and at exit.
+function socket:keep() end
+---@return integer
+function socket:fd() end
+function socket:close() end
+
+---A received descriptor of no type shmhost knows.
+---@class shmhost.fd
+local rawfd = {}
+---@return integer
+function rawfd:fd() end
+---Takes the descriptor out: the object no longer closes it.
+---@return integer
+function rawfd:take() end
+---@return {type: string, mode: integer, size: integer, uid: integer, gid: integer, ino: integer}|nil st
+---@return string? err
+---@return integer? errno
+function rawfd:stat() end
+function rawfd:close() end
+
+-- ---------------------------------------------------------------- ring
+
+---@class shmhost.ringlib
+local ringlib = {}
+
+---Creates a ring of `capacity` data bytes at `off` in the segment.
+---@param seg shmhost.segment
+---@param off integer
+---@param capacity integer a positive multiple of 8
+---@return shmhost.ring|nil r
+---@return string? err
+---@return integer? errno
+function ringlib.create(seg, off, capacity) end
+
+---Attaches the ring a peer created at `off`.
+---@param seg shmhost.segment
+---@param off integer
+---@return shmhost.ring|nil r
+---@return string? err
+---@return integer? errno
+function ringlib.attach(seg, off) end
+
+---Bytes of segment a ring of `capacity` needs (header included).
+---@param capacity integer
+---@return integer
+function ringlib.footprint(capacity) end
+
+---A single-producer single-consumer queue of messages in shared memory.
+---@class shmhost.ring
+local ring = {}
+---@param s string
+---@return boolean pushed false when full
+function ring:push(s) end
+---Waits for room.
+---@param s string
+---@param timeout? number
+---@return true|nil ok
+---@return string? why
+function ring:put(s, timeout) end
+---@return string|nil s nil when empty
+function ring:pop() end
+---Waits for a message.
+---@param timeout? number
+---@return string|nil s
+---@return string? why
+function ring:get(timeout) end
+---@return integer
+function ring:capacity() end
+---@return integer bytes in use
+function ring:used() end
+---@param role "producer"|"consumer"
+---@return "alive"|"closed"|"dead"|"unknown"
+function ring:peer(role) end
+function ring:close() end
+
+return shm
