@@ -302,6 +302,7 @@ static void mutex_new(lua_State *L, int segidx, lua_Integer off) {
 /* shm.mutex(seg, off): the mutex at byte offset `off` of the segment (initialize it once with
  * m:init, or use one a peer initialized). */
 static int mutex_new_api(lua_State *L) {
+  luaL_checkudata(L, 1, SHMH_SEGMENT);
   lua_Integer off = luaL_checkinteger(L, 2);
   shmh_segment_ptr(L, 1, off, sizeof(pthread_mutex_t), 0, 2);
   /* The futex word inside must be naturally aligned, or the kernel refuses it (EINVAL); a

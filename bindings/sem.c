@@ -428,6 +428,7 @@ static void sem_push_at(lua_State *L, int segidx, lua_Integer off) {
 
 /* shm.sem(seg, off): the unnamed semaphore at byte offset `off` (s:init(value) once). */
 static int sem_new_api(lua_State *L) {
+  luaL_checkudata(L, 1, SHMH_SEGMENT);
   lua_Integer off = luaL_checkinteger(L, 2);
   shmh_segment_ptr(L, 1, off, sizeof(sem_t), 0, 2);
   /* The futex word inside must be naturally aligned, or the kernel refuses it (EINVAL). */
