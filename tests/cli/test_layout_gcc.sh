@@ -11,7 +11,8 @@ if ! command -v gcc >/dev/null 2>&1; then
   exit 0
 fi
 dir=$(mktemp -d /tmp/shmh_layout_gcc.XXXXXX)
-trap 'rm -rf "$dir"' EXIT
+shmname="/shmh_lgcc_$$"
+trap 'rm -rf "$dir"; rm -f "/dev/shm$shmname"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # Hand-written C declarations of the same structs (struct h_NAME), as a C programmer would.
@@ -134,3 +135,82 @@ for side in g h; do
   fi
 done
 echo "ok: $n layouts, $(wc -l < "$dir/listing.txt") offsets, sizes and alignments equal in gcc (cdecl and hand-written)"
+
+# ---- A C program and a script share one segment through the same layout, byte for byte:
+# the C side compiles the struct cdecl() printed, fills it, and checks what the script wrote.
+cat > "$dir/peer.lua" <<'EOF'
+local shm = require "shmhost"
+local Vec3 = shm.layout{ {"x", "float"}, {"y", "float"}, {"z", "float"} }
+local Shared = shm.layout{ {"lock", "mutex"}, {"flag", "bool"}, {"id", "int"}, {"value", "double"},
+  {"status", "char[16]"}, {"big", "u64"}, {"neg", "i16"}, {"pos", Vec3}, {"samples", "i32[4]"},
+  {"who", "pid_t"}, {"names", "char[6]", 2} }
+if arg[1] == "cdecl" then io.write(Shared:cdecl("shared")) return end
+local seg = assert(shm.open(arg[2]))
+local d = Shared:view(seg)
+print(string.format("id=%d value=%.14g status=%s big=%d neg=%d pos=%g,%g,%g samples=%d,%d,%d,%d flag=%s who=%d names=%s,%s",
+  d.id, d.value, d.status, d.big, d.neg, d.pos.x, d.pos.y, d.pos.z, d.samples[1], d.samples[2],
+  d.samples[3], d.samples[4], tostring(d.flag), d.who, d.names[1], d.names[2]))
+assert(d.lock:lock())
+d.id = 202
+d.status = "changed"
+d.samples[4] = 44
+d.pos.z = 9.25
+d.flag = false
+d.big = 1 << 40
+d.names = {"lua", "side"}
+assert(d.lock:unlock())
+seg:close()
+EOF
+"$SHMHOST" "$dir/peer.lua" cdecl > "$dir/shared.h" || fail "cdecl of the shared layout"
+cat > "$dir/cpeer.c" <<'EOF'
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include "shared.h"
+#define EXPECT(c) do { if (!(c)) { fprintf(stderr, "cpeer: check failed: %s\n", #c); return 1; } } while (0)
+int main(int argc, char **argv) {
+  if (argc != 3) return 2;
+  int create = strcmp(argv[1], "fill") == 0;
+  int fd = shm_open(argv[2], create ? O_RDWR | O_CREAT | O_EXCL : O_RDWR, 0600);
+  if (fd < 0) { perror("shm_open"); return 1; }
+  if (create && ftruncate(fd, sizeof(struct shared)) < 0) { perror("ftruncate"); return 1; }
+  struct shared *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (s == MAP_FAILED) { perror("mmap"); return 1; }
+  if (create) {
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&s->lock, &a);
+    s->flag = true; s->id = 101; s->value = 98.6; strcpy(s->status, "OK");
+    s->big = UINT64_MAX; s->neg = -300; s->pos.x = 1.5f; s->pos.y = 2.5f; s->pos.z = -3.5f;
+    s->samples[0] = 1; s->samples[1] = -2; s->samples[2] = 3; s->samples[3] = -4;
+    s->who = getpid(); strcpy(s->names[0], "c"); strcpy(s->names[1], "peer");
+    return 0;
+  }
+  EXPECT(pthread_mutex_lock(&s->lock) == 0);
+  EXPECT(s->id == 202 && strcmp(s->status, "changed") == 0 && s->samples[3] == 44);
+  EXPECT(s->samples[0] == 1 && s->pos.z == 9.25f && s->pos.x == 1.5f && !s->flag);
+  EXPECT(s->big == ((uint64_t)1 << 40) && s->neg == -300 && s->value == 98.6);
+  EXPECT(strcmp(s->names[0], "lua") == 0 && strcmp(s->names[1], "side") == 0);
+  EXPECT(memcmp(s->status + 7, "\0\0\0\0\0\0\0\0\0", 9) == 0);
+  EXPECT(pthread_mutex_unlock(&s->lock) == 0);
+  shm_unlink(argv[2]);
+  return 0;
+}
+EOF
+gcc -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -I"$dir" -o "$dir/cpeer" "$dir/cpeer.c" -lrt \
+  || { cat "$dir/shared.h" >&2; fail "gcc rejected the C peer"; }
+"$dir/cpeer" fill "$shmname" || fail "the C peer could not fill the segment"
+out=$(timeout 20 "$SHMHOST" "$dir/peer.lua" peer "$shmname") || fail "the script could not read the C peer's struct"
+cpid=$(sed -n 's/.* who=\([0-9]*\) .*/\1/p' <<< "$out")
+want="id=101 value=98.6 status=OK big=-1 neg=-300 pos=1.5,2.5,-3.5 samples=1,-2,3,-4 flag=true who=$cpid names=c,peer"
+[ "$out" = "$want" ] || fail "the script read the C struct as
+  $out
+expected
+  $want"
+"$dir/cpeer" check "$shmname" || fail "the C peer does not see what the script wrote"
+echo "ok: a C program and a script share struct shared (from cdecl) byte for byte"
