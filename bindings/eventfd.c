@@ -24,6 +24,7 @@ typedef struct evfd {
   int handle_closed;    /* the close callback has run */
   lua_State *waiter;    /* the task in ev:wait, anchored by the runtime's task table */
   int on_ref;           /* ev:on's function in the registry, or LUA_NOREF */
+  int self_ref;         /* the userdata, anchored while a callback is set */
   lua_State *L;         /* the main thread, where callbacks are started */
 } evfd;
 
@@ -49,6 +50,14 @@ static void eventfd_close_cb(uv_handle_t *h) {
 }
 
 static void eventfd_poll_cb(uv_poll_t *h, int status, int events);
+
+/* Drops the callback and the anchor that kept an object with a callback alive: an eventfd
+ * whose only reference is its own callback must go on calling it, not be collected. */
+static void eventfd_drop_cb(evfd *e) {
+  if (e->on_ref != LUA_NOREF) luaL_unref(e->L, LUA_REGISTRYINDEX, e->on_ref);
+  if (e->self_ref != LUA_NOREF) luaL_unref(e->L, LUA_REGISTRYINDEX, e->self_ref);
+  e->on_ref = e->self_ref = LUA_NOREF;
+}
 
 /* Watches the descriptor exactly while someone wants its wake-ups. */
 static void eventfd_update(evfd *e) {
@@ -81,10 +90,7 @@ static void eventfd_shut(evfd *e, int wake) {
   /* uv_close takes the descriptor out of epoll at once, so closing it next is safe. */
   uv_close((uv_handle_t *)&e->poll, eventfd_close_cb);
   close(fd);
-  if (e->on_ref != LUA_NOREF) {
-    luaL_unref(e->L, LUA_REGISTRYINDEX, e->on_ref);
-    e->on_ref = LUA_NOREF;
-  }
+  eventfd_drop_cb(e);
   if (wake) eventfd_wake_closed(e);
   else e->waiter = NULL;
 }
@@ -109,8 +115,7 @@ static void eventfd_poll_cb(uv_poll_t *h, int status, int events) {
     if (rc < 0) {
       /* A failing descriptor would fire forever: tell the callback once and stop. */
       lua_rawgeti(L, LUA_REGISTRYINDEX, e->on_ref);
-      luaL_unref(L, LUA_REGISTRYINDEX, e->on_ref);
-      e->on_ref = LUA_NOREF;
+      eventfd_drop_cb(e);
       eventfd_update(e);
       shmh_rt_spawn(L, shmh_fail(L, -rc, "wait", "eventfd"));
       return;
@@ -136,7 +141,7 @@ static int eventfd_wrap(lua_State *L, int fd) {
     return shmh_fail(L, ENOMEM, "eventfd", NULL);
   }
   e->fd = -1;
-  e->on_ref = LUA_NOREF;
+  e->on_ref = e->self_ref = LUA_NOREF;
   e->L = shmh_rt_main(L);
   /* uv_poll needs a non-blocking descriptor. For a received eventfd this flag is shared with
    * the sender's copy (one open file description); eventfd writes are unaffected by it. */
@@ -216,11 +221,12 @@ static int eventfd_on(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
   if (e->waiter != NULL && !lua_isnoneornil(L, 2))
     return luaL_error(L, "ev:on: a task is waiting in ev:wait on this eventfd");
-  if (e->on_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, e->on_ref);
-  e->on_ref = LUA_NOREF;
+  eventfd_drop_cb(e);
   if (!lua_isnoneornil(L, 2)) {
     lua_pushvalue(L, 2);
     e->on_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 1);
+    e->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   eventfd_update(e);
   lua_pushboolean(L, 1);

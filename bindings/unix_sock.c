@@ -45,6 +45,14 @@ static void sock_update(shmh_sock *s) {
   s->events = want;
 }
 
+/* Drops the callback and the anchor that kept a socket with a callback alive: a connection
+ * whose only reference is its own on_recv must go on receiving, not be collected. */
+static void sock_drop_cb(shmh_sock *s) {
+  if (s->on_ref != LUA_NOREF) luaL_unref(s->L, LUA_REGISTRYINDEX, s->on_ref);
+  if (s->self_ref != LUA_NOREF) luaL_unref(s->L, LUA_REGISTRYINDEX, s->self_ref);
+  s->on_ref = s->self_ref = LUA_NOREF;
+}
+
 static void sock_close_cb(uv_handle_t *h) {
   shmh_sock *s = shmh_container_of((uv_poll_t *)h, shmh_sock, poll);
   s->handle_closed = 1;
@@ -83,8 +91,7 @@ static void sock_shut(shmh_sock *s, int explicit) {
   /* uv_close takes the descriptor out of epoll at once, so closing it next is safe. */
   uv_close((uv_handle_t *)&s->poll, sock_close_cb);
   close(fd);
-  if (s->on_ref != LUA_NOREF) luaL_unref(s->L, LUA_REGISTRYINDEX, s->on_ref);
-  s->on_ref = LUA_NOREF;
+  sock_drop_cb(s);
   lua_State *r = s->rwait, *w = s->wwait;
   s->rwait = NULL;
   sock_send_clear(s);
@@ -128,7 +135,7 @@ int shmh_sock_attach(lua_State *L, shmh_sock_ud *u, int fd, int type, int listen
   s->type = type;
   s->listening = listening;
   s->L = shmh_rt_main(L);
-  s->on_ref = s->wref = LUA_NOREF;
+  s->on_ref = s->self_ref = s->wref = LUA_NOREF;
   snprintf(s->name, sizeof s->name, "%s", name);
   u->s = s;
   return 0;
@@ -249,14 +256,14 @@ static void sock_readable(shmh_sock *s) {
       sock_update(s);
       sock_hand_over(L, t, n);
     } else {
-      int ref = s->on_ref;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, s->on_ref);
+      lua_insert(L, -(n + 1));
       if (final) {
         /* The callback hears of the end once, then is dropped, so the loop can finish. */
-        s->on_ref = LUA_NOREF;
+        sock_drop_cb(s);
         sock_update(s);
       }
-      sock_spawn_cb(L, ref, n);
-      if (final) luaL_unref(L, LUA_REGISTRYINDEX, ref);
+      shmh_rt_spawn(L, n);
     }
     if (final) return;
   }
@@ -515,11 +522,12 @@ static int sock_set_cb(lua_State *L, int listener, const char *what) {
     luaL_checktype(L, 2, LUA_TFUNCTION);
     if (s->rwait != NULL) return luaL_error(L, "%s: a task is waiting on this socket", what);
   }
-  if (s->on_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->on_ref);
-  s->on_ref = LUA_NOREF;
+  sock_drop_cb(s);
   if (!lua_isnoneornil(L, 2)) {
     lua_pushvalue(L, 2);
     s->on_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 1);
+    s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   sock_update(s);
   lua_pushboolean(L, 1);

@@ -25,6 +25,7 @@ typedef struct shmh_sock {
   lua_State *rwait;       /* the task in accept() or recv() */
   size_t rmax;            /* its recv limit */
   int on_ref;             /* on_accept / on_recv function, or LUA_NOREF */
+  int self_ref;           /* the userdata, anchored while a callback is set */
   lua_State *wwait;       /* the task in send() waiting for room */
   int wref;               /* the string being sent, kept alive while it waits */
   const char *wbuf;

@@ -154,11 +154,32 @@ T.test("collected and to-be-closed objects close their descriptor", function()
   T.eq(uv.fs_readlink("/proc/self/fd/" .. fd), nil, "closed by __close")
   local ev = assert(shm.eventfd())
   fd = ev:fd()
-  ev:on(function() end)
   ev = nil
   collectgarbage()
   collectgarbage()
   T.eq(uv.fs_readlink("/proc/self/fd/" .. fd), nil, "closed by __gc")
+end)
+
+T.test("an eventfd with a callback stays alive without other references until on(nil)", function()
+  local got = 0
+  local notify_fd
+  do
+    local ev = assert(shm.eventfd())
+    ev:on(function(n) got = got + n end)
+    notify_fd = ev:fd()
+  end
+  collectgarbage() collectgarbage()
+  T.eq(uv.fs_readlink("/proc/self/fd/" .. notify_fd), "anon_inode:[eventfd]", "still open")
+  -- Wake it through its descriptor number, as a peer holding a copy would.
+  uv.fs_write(notify_fd, string.pack("=I8", 4))
+  T.ok(T.wait_until(function() return got == 4 end, 2), "the callback still runs")
+  local e2 = assert(shm.eventfd())
+  local fd2 = e2:fd()
+  e2:on(function() end)
+  e2:on(nil)
+  e2 = nil
+  collectgarbage() collectgarbage()
+  T.eq(uv.fs_readlink("/proc/self/fd/" .. fd2), nil, "collected once the callback is gone")
 end)
 
 T.test("an idle eventfd does not keep the process alive; ev:on does until stopped", function()

@@ -464,11 +464,29 @@ T.test("to-be-closed and collected sockets close; an idle socket keeps nothing a
   -- Collection closes but leaves a path to the cleanup at exit: an abstract name here.
   local base = open_fds()
   local srv, c, s = pair{abstract = T.tag .. "_gc"}
-  s:on_recv(function() end)
   srv, c, s = nil, nil, nil
   collectgarbage() collectgarbage()
   T.eq(open_fds(), base, "__gc closed all three")
   shm.sleep(0)
+end)
+
+T.test("a connection whose only reference is its on_recv goes on receiving", function()
+  local srv = assert(shm.unix.listen{abstract = T.tag .. "_anchor"})
+  local c = assert(shm.unix.connect{abstract = T.tag .. "_anchor"})
+  local got, ended = {}, false
+  do
+    local s = assert(srv:accept())
+    s:on_recv(function(b) if b then got[#got + 1] = b else ended = true end end)
+  end
+  collectgarbage() collectgarbage()
+  c:send("still there?")
+  T.ok(T.wait_until(function() return #got == 1 end, 2), "received after a full collection")
+  T.eq(got[1], "still there?")
+  local base = open_fds()
+  c:close()
+  T.ok(T.wait_until(function() return ended end, 2), "the end reaches the callback")
+  T.eq(open_fds(), base - 2, "then the connection is collectable (and ours is closed)")
+  srv:close()
 end)
 
 T.done()
