@@ -29,10 +29,15 @@ end
 start_holder() {
   timeout -k 2 60 "$SHMHOST" -e "$HOLD" "$HELD" "$KEYHELD" "$WORK/flag" >"$WORK/holder.out" 2>"$WORK/holder.err" &
   TIMEOUT_PID=$!
-  for _ in $(seq 200); do [ -s "$WORK/holder.out" ] && break; sleep 0.05; done
-  # The holder says its own pid: $! is the pid of `timeout`, its parent.
+  for _ in $(seq 400); do [ -s "$WORK/holder.out" ] && break; sleep 0.05; done
+  # The holder says its own pid: $! is the pid of `timeout`, its parent, which leads a process
+  # group of its own.
   read -r HELD_ID HOLDER_PID < "$WORK/holder.out"
-  [ -n "$HELD_ID" ] || { echo "holder did not start: $(cat "$WORK/holder.err")" >&2; exit 1; }
+  if [ -z "$HELD_ID" ]; then
+    echo "holder did not start: $(cat "$WORK/holder.err")" >&2
+    kill -TERM -- "-$TIMEOUT_PID" 2>/dev/null
+    exit 1
+  fi
 }
 
 stop_holder() {

@@ -24,11 +24,18 @@ ipcs_line() { ipcs -m | awk -v id="$1" '$2 == id'; }
 # start_hold MODE: starts the holder in the background; sets PID and ID.
 start_hold() {
   rm -f "$WORK/flag"
+  # timeout leads a process group of its own, so the holder can be killed with it.
   timeout -k 2 30 "$SHMHOST" -e "$HOLD" "$KEY" "$WORK/flag" "$1" >"$WORK/out" 2>"$WORK/err" &
   PID=$!
-  for _ in $(seq 200); do [ -s "$WORK/out" ] && break; sleep 0.05; done
+  for _ in $(seq 400); do [ -s "$WORK/out" ] && break; sleep 0.05; done
   ID=$(head -n1 "$WORK/out")
-  [ -n "$ID" ] || fail "the holder printed no id: $(cat "$WORK/err")"
+  if [ -z "$ID" ]; then
+    local ps_out
+    ps_out=$(ps -o pid,stat,etime,wchan:20,args -g "$PID" 2>&1)
+    kill -TERM -- "-$PID" 2>/dev/null
+    wait "$PID"
+    fail "the holder printed no id in 20 s: $(cat "$WORK/err"); processes: $ps_out"
+  fi
 }
 
 gone() { [ -z "$(ipcs_line "$1")" ] || fail "segment $1 still listed: $(ipcs_line "$1")"; }
