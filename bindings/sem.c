@@ -442,7 +442,8 @@ static int sem_new_api(lua_State *L) {
 static int sem_open_api(lua_State *L) {
   static const char *const known[] = {"create", "excl", "value", "mode", "keep", NULL};
   size_t len;
-  const char *name = luaL_checklstring(L, 1, &len);
+  luaL_checktype(L, 1, LUA_TSTRING); /* a number is not a name, even if Lua would convert it */
+  const char *name = lua_tolstring(L, 1, &len);
   const char *why = NULL;
   if (len < 2 || name[0] != '/') why = "must start with '/' followed by a name";
   else if (strlen(name) != len) why = "must not contain a NUL byte";
