@@ -214,4 +214,40 @@ T.test("an eventfd waiter in a child wakes from the parent's notify", function()
   srv:close()
 end)
 
+T.test("descriptors cut by the fd limit (MSG_CTRUNC) are an error and none leak", function()
+  local name = T.tag .. "_trunc"
+  local srv = assert(shm.unix.listen{abstract = name, type = "seqpacket"})
+  -- The child may hold 64 descriptors; 100 arrive, so the kernel installs what fits and sets
+  -- MSG_CTRUNC.
+  local code = string.format([[
+    local uv = require "luv"
+    local function nfds()
+      collectgarbage()
+      local n, h = 0, uv.fs_scandir("/proc/self/fd")
+      while h and uv.fs_scandir_next(h) do n = n + 1 end
+      return n
+    end
+    local c = assert(shmhost.unix.connect{abstract = %q, type = "seqpacket", wait = 10})
+    c:send("ready")
+    local before = nfds()
+    local v, msg, errno = c:recv()
+    print(v, errno == shmhost.errno.EMSGSIZE, msg:find("MSG_CTRUNC", 1, true) ~= nil)
+    print("leaked", nfds() - before)
+    print((c:recv()))]], name)
+  local child = T.start{"/bin/bash", "-c", 'ulimit -n 64 && exec "$0" -e "$1"', T.exe, code,
+                        timeout = 20}
+  local conn = assert(srv:accept())
+  T.eq(conn:recv(), "ready")
+  local evs = {}
+  for i = 1, 100 do evs[i] = assert(shm.eventfd()) end
+  T.eq(conn:send("many", evs), 4)
+  T.eq(conn:send("after"), 5)
+  child:wait()
+  for i = 1, 100 do evs[i]:close() end
+  T.eq(child.code, 0, child.stderr)
+  T.eq(child.stdout, "nil\ttrue\ttrue\nleaked\t0\nafter\n")
+  conn:close()
+  srv:close()
+end)
+
 T.done()
