@@ -256,6 +256,20 @@ T.test("views: offsets, bounds, alignment, closed and read-only segments", funct
   T.checkerr("closed", function() a.tag = 1 end)
 end)
 
+-- A peer that shrinks the object under a view: the access raises instead of a SIGBUS. (Under
+-- ASan the suite runs with handle_sigbus=0 so the segment guard, not ASan, takes the signal.)
+T.test("a view over a segment a peer truncated raises", function()
+  local name = T.name("layout_trunc")
+  local seg <close> = assert(shm.open(name, {create = true, excl = true, size = 8192}))
+  local L = shm.layout{ {"head", "int"}, {"pad", "char[4096]"}, {"tail", "i64"}, {"s", "char[8]"} }
+  local v = L:view(seg)
+  v.tail = 5
+  local peer <close> = assert(shm.open(name))
+  assert(peer:resize(0))
+  T.checkerr("truncated", function() return v.tail end)
+  T.checkerr("truncated", function() v.s = "x" end)
+end)
+
 T.test("a mutex field is a mutex object, a sem field a semaphore", function()
   local seg <close> = assert(shm.memfd("layout_sync", {size = 4096}))
   local S = shm.layout{ {"lock", "mutex"}, {"sem", "sem"}, {"locks", "mutex", 2} }
