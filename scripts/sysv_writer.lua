@@ -57,6 +57,10 @@ if proj:match("^%d+$") then proj = tonumber(proj) end
 local SensorData = shm.layout{ {"sensor_id", "int"}, {"value", "double"}, {"status", "char[16]"} }
 local size = opts.size or (opts.struct and SensorData.size or 1024)
 if size <= 0 then die(2, "sysv_writer: --size must be positive") end
+if opts.struct and size < SensorData.size then
+  die(2, string.format("sysv_writer: --size %d is smaller than struct SensorData (%d bytes)",
+                       size, SensorData.size))
+end
 
 -- ftok needs an existing file; make the key file the way `touch` would.
 if not uv.fs_stat(opts.keyfile) then

@@ -109,6 +109,21 @@ grep -q "marked for removal" "$dir/w4.out" || fail "no removal line"
 listed "$hex" && fail "segment left after --wait"
 echo "ok   --wait without a reader"
 
+# ---- 3b. Ctrl-C while waiting: exit 130 and the segment is removed all the same.
+kf="$dir/keyfile4b"
+start_writer w4b --keyfile "$kf" --wait 20
+wpid=$last
+wait_for "$dir/w4b.out" "Waiting for reader"
+key=$(sed -n 's/^Writer: Generated key: \(-\{0,1\}[0-9]*\)$/\1/p' "$dir/w4b.out")
+hex=$(key_hex "$key"); keys+=("$hex")
+listed "$hex" || fail "segment not listed before SIGINT"
+kill -INT -- "-$wpid"
+wait "$wpid"
+rc=$?
+[ $rc -eq 130 ] || fail "writer interrupted by SIGINT exited $rc, expected 130"
+listed "$hex" && fail "segment left after SIGINT"
+echo "ok   SIGINT removes the segment"
+
 # ---- 4. a writer killed before IPC_RMID leaves the segment (nattch 0); the next heals it.
 kf="$dir/keyfile5"
 start_writer w5 --keyfile "$kf" --wait 20
