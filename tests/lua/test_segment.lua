@@ -393,4 +393,37 @@ T.test("created segments are removed at exit, by error and by signal, unless kep
   end
 end)
 
+T.test("segments passed over a socket come back mapped, with kind and name", function()
+  local where = {abstract = T.tag .. "_segfd"}
+  local srv <close> = assert(shm.unix.listen(where))
+  local c <close> = assert(shm.unix.connect(where))
+  local a <close> = assert(srv:accept())
+  local m <close> = assert(shm.memfd("sent", {size = 100, seal = true}))
+  local u <close> = assert(shm.memfd("unsealed", {size = 4096}))
+  local p <close> = assert(shm.open(T.name("sent"), {create = true, size = 50}))
+  m:write(0, "via fd")
+  T.eq(c:send("x", {m, p, u}), 1)
+  local bytes, objs = a:recv()
+  T.eq(bytes, "x")
+  T.eq(#objs, 3)
+  local rm, rp, ru = objs[1], objs[2], objs[3]
+  T.eq(rm.kind, "memfd")
+  T.eq(rm.name, "sent")
+  T.eq(rm:size(), 100)
+  T.eq(rm.created, false)
+  T.eq(rm:read(0, 6), "via fd")
+  T.eq(rp.kind, "posix")
+  T.eq(rp.name, T.name("sent"))
+  T.eq(rp:size(), 50)
+  rp:write(0, "back")
+  T.eq(p:read(0, 4), "back")
+  -- The receiver's mapping of an unsealed memfd is guarded too.
+  local r = T.run{"truncate", "-s", "0", string.format("/proc/%d/fd/%d", shm.pid(), u:fd()), timeout = 10}
+  T.eq(r.code, 0, r.stderr)
+  T.checkerr("segment memfd:unsealed was truncated by a peer", function() return ru:read(0, 1) end)
+  for _, o in ipairs(objs) do o:close() end
+  -- Closing a received POSIX segment never removes the sender's name.
+  T.eq(exists(T.name("sent")), true)
+end)
+
 T.done()
