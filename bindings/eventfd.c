@@ -98,6 +98,8 @@ static void eventfd_shut(evfd *e, int wake) {
 static void eventfd_poll_cb(uv_poll_t *h, int status, int events) {
   evfd *e = shmh_container_of(h, evfd, poll);
   if (e->fd < 0) return;
+  /* On an error libuv has stopped the handle already. */
+  if (status < 0) e->armed = 0;
   uint64_t v = 0;
   int rc = status < 0 ? status : shmh_eventfd_try(e->fd, &v);
   /* Readable does not promise a count: another reader of the same eventfd (a peer process)

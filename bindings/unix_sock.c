@@ -166,9 +166,18 @@ struct rx {
 
 static int sock_rx_run(lua_State *L) {
   struct rx *r = lua_touserdata(L, 1);
+  /* Size the buffer to what is queued, so recv(1 << 30) does not allocate a gigabyte for a
+   * few bytes. When nothing is queued yet, a stream read takes a usual chunk (a stream may
+   * split data anyway), but a seqpacket read keeps the full max: a message arriving in
+   * between must not be cut shorter than the caller allowed. */
+  size_t want = r->max;
+  int queued = shmh_unix_pending(r->s->fd);
+  if (queued > 0 && (size_t)queued < want) want = (size_t)queued;
+  else if (queued <= 0 && r->s->type != SOCK_SEQPACKET && want > SOCK_RECV_DEFAULT)
+    want = SOCK_RECV_DEFAULT;
   luaL_Buffer b;
-  char *p = luaL_buffinitsize(L, &b, r->max);
-  ssize_t n = shmh_unix_recv(r->s->fd, p, r->max, r->fds, SHMH_UNIX_MAX_FDS, &r->nfds);
+  char *p = luaL_buffinitsize(L, &b, want);
+  ssize_t n = shmh_unix_recv(r->s->fd, p, want, r->fds, SHMH_UNIX_MAX_FDS, &r->nfds);
   if (n < 0) {
     /* A peer that died with data we had not read resets the connection: it is gone all the
      * same. */
@@ -325,12 +334,18 @@ static void sock_acceptable(shmh_sock *s) {
     if (fd == -EAGAIN) return;
     int n;
     if (fd < 0) {
+      n = shmh_fail(L, -fd, "accept", s->name);
       if (s->rwait == NULL) {
-        /* No one to return it to: say so, and let the next readiness try again. */
-        fprintf(stderr, "warning: accept %s: %s\n", s->name, strerror(-fd));
+        /* A failing accept (EMFILE, say) leaves the listener readable and would fire again
+         * at once, forever: the callback hears of it once and is dropped; it may set itself
+         * again when it has made room. */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->on_ref);
+        lua_insert(L, -(n + 1));
+        sock_drop_cb(s);
+        sock_update(s);
+        shmh_rt_spawn(L, n);
         return;
       }
-      n = shmh_fail(L, -fd, "accept", s->name);
     } else {
       n = sock_push_conn(L, s, fd);
     }

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -228,6 +229,12 @@ ssize_t shmh_unix_recv(int fd, void *buf, size_t len, int *fds, int maxfds, int 
     return -EMSGSIZE;
   }
   *nfds = got;
+  return n;
+}
+
+int shmh_unix_pending(int fd) {
+  int n = 0;
+  if (ioctl(fd, FIONREAD, &n) < 0) return -errno;
   return n;
 }
 

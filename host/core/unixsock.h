@@ -77,6 +77,11 @@ ssize_t shmh_unix_send(int fd, const void *buf, size_t len, const int *fds, int 
  * and the message's data is lost. */
 ssize_t shmh_unix_recv(int fd, void *buf, size_t len, int *fds, int maxfds, int *nfds);
 
+/* Bytes waiting to be received (FIONREAD): on AF_UNIX stream and seqpacket sockets alike the
+ * sum of everything queued, so never less than the next message. A negative errno on
+ * failure. */
+int shmh_unix_pending(int fd);
+
 /* 1 when the peer has shut down its sending side (POLLRDHUP), 0 otherwise. */
 int shmh_unix_peer_gone(int fd);
 

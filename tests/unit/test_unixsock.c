@@ -263,6 +263,7 @@ static void t_ctrunc_closes_all(void) {
   CHECK_EQ(shmh_unix_recv(s, buf, sizeof buf, got, 1, &nfds), -EMSGSIZE);
   CHECK_EQ(nfds, 0);
   CHECK_EQ(count_open_fds(), base);
+  CHECK_EQ(shmh_unix_pending(s), 0);
   /* With no room at all, descriptors sent are likewise reported and none leak. */
   int e4 = shmh_eventfd_open(0, 0);
   CHECK_EQ(shmh_unix_send(c, "d", 1, &e4, 1), 1);
@@ -271,8 +272,12 @@ static void t_ctrunc_closes_all(void) {
   CHECK_EQ(count_open_fds(), base);
   /* The connection goes on working. */
   CHECK_EQ(shmh_unix_send(c, "ok", 2, NULL, 0), 2);
+  CHECK_EQ(shmh_unix_send(c, "later", 5, NULL, 0), 5);
+  /* FIONREAD on an AF_UNIX seqpacket socket counts every queued message, not the next one. */
+  CHECK_EQ(shmh_unix_pending(s), 7);
   CHECK_EQ(shmh_unix_recv(s, buf, sizeof buf, got, 1, &nfds), 2);
   CHECK_EQ(nfds, 0);
+  CHECK_EQ(shmh_unix_recv(s, buf, sizeof buf, got, 1, &nfds), 5);
   close(c);
   close(s);
   close(l);
