@@ -15,6 +15,9 @@
  * boolean. char[N] takes a string of at most N-1 bytes without a NUL and zero-fills the rest,
  * as strncpy does. A nested layout takes a table of its fields, an array a list of at most N
  * values; such an assignment is checked whole before anything is written.
+ *
+ * Field accesses are plain loads and stores, not atomic: fields that processes share guard
+ * them with a mutex of the layout, or use seg:load/seg:store at L:offset(field).
  */
 #include "bind.h"
 
@@ -302,6 +305,8 @@ static void struct_set(lua_State *L, const vseg *s, int sublay, lua_Integer off,
     lua_pushfstring(L, "table of fields expected, got %s", luaL_typename(L, v));
     vpath_error(L, at);
   }
+  /* Each nesting level holds a few values on the stack while it walks its fields. */
+  luaL_checkstack(L, 8, "layout nesting too deep");
   const shmh_layout *l = shmh_layout_check(L, sublay);
   if (dry) {
     lua_getiuservalue(L, sublay, 1);

@@ -247,7 +247,8 @@ function layout:view(seg, offset) end
 ---@class shmhost.view
 ---@field [string] any
 
----An array field: `a[i]` for 1 <= i <= #a (outside raises), `#a`, pairs(a).
+---An array field: `a[i]` for 1 <= i <= #a (outside raises, so walk it with pairs(a) or
+---`for i = 1, #a`, not ipairs), `#a`, `v.arr = {...}` writes the values given.
 ---@class shmhost.array
 ---@field [integer] any
 ---@operator len: integer
