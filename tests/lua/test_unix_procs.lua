@@ -250,4 +250,36 @@ T.test("descriptors cut by the fd limit (MSG_CTRUNC) are an error and none leak"
   srv:close()
 end)
 
+T.test("on_accept hears of a failing accept (EMFILE) once, and can be set again", function()
+  local name = T.tag .. "_emfile"
+  local code = string.format([[
+    local shm = require "shmhost"
+    local srv = assert(shm.unix.listen{abstract = %q})
+    local hog = {}
+    for _ = 1, 200 do
+      local ev = shm.eventfd()
+      if not ev then break end
+      hog[#hog + 1] = ev
+    end
+    local calls = {}
+    srv:on_accept(function(c, msg, errno)
+      calls[#calls + 1] = c and "conn" or (errno == shm.errno.EMFILE and "EMFILE" or tostring(msg))
+    end)
+    print("full")
+    for _ = 1, 500 do if #calls > 0 then break end shm.sleep(0.01) end
+    shm.sleep(0.05)
+    print(table.concat(calls, ","))
+    for i = 1, 4 do hog[i]:close() end
+    srv:on_accept(function(c) c:send("finally") c:close() srv:close() end)]], name)
+  local child = T.start{"/bin/bash", "-c", 'ulimit -n 48 && exec "$0" -e "$1"', T.exe, code,
+                        timeout = 20}
+  T.ok(wait_line(child, "full"), "the child filled its descriptor table")
+  local c = assert(shm.unix.connect{abstract = name})
+  T.eq(c:recv(), "finally")
+  child:wait()
+  T.eq(child.code, 0, child.stderr)
+  T.eq(child.stdout, "full\nEMFILE\n", "one call with the error, no spinning")
+  c:close()
+end)
+
 T.done()
