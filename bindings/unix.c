@@ -1,6 +1,33 @@
 /*
  * shm.unix.listen{...} and shm.unix.connect{...}: the constructors of shmhost.socket, and the
  * retrying connect (`wait = S`) that lets a peer start before its listener.
+ *
+ * The behaviour scripts rely on, beyond docs/DESIGN.md section 5:
+ *   - listen: exactly one of path= and abstract= (any bytes, NULs too; its length is the
+ *     name's). mode= applies to a path (set before listen(), so never wider for a moment);
+ *     an abstract name has no permissions, so allow_uids is its only guard. Connections from
+ *     uids other than ours and allow_uids are closed at accept time with a `warning:` line.
+ *     A path with a stale socket is replaced (warning); a live listener is EADDRINUSE; a
+ *     file that is not a socket is EEXIST "(not a socket; left untouched)". keep=true or
+ *     srv:keep() leaves the path at close and exit.
+ *   - connect{wait=S}: retries every 20 ms while the path is missing, refused or the backlog
+ *     is full; needs a task when S > 0; after S, nil, msg, errno of the last attempt.
+ *   - send(bytes, objs): objs holds shmhost objects with a descriptor or plain descriptor
+ *     numbers, at most 253. Ancillary data needs a byte of data: send("", objs) sends one NUL
+ *     byte. In a task a send completes (it waits for room; on a stream the descriptors go with
+ *     the first part); outside a task it returns the bytes that went, like write(2), or
+ *     nil, msg, EAGAIN. A gone peer is nil, "closed", EPIPE (or ECONNRESET).
+ *   - recv(max): a seqpacket message longer than max is cut to max, as recv(2) does. The end
+ *     of the connection is nil, "closed". Descriptors cut by MSG_CTRUNC make the call return
+ *     nil, msg, EMSGSIZE; the message is dropped and every descriptor that came is closed.
+ *   - Received descriptors are typed from themselves; an eventfd or socket adopted this way is
+ *     set O_NONBLOCK, which the sender's copy shares (one open file description).
+ *   - on_recv(fn): fn(bytes, objs) per message, then fn(nil, "closed") (or nil, msg, errno)
+ *     once at the end, after which the callback is dropped. on_accept(fn): fn(conn) per
+ *     connection; a failing accept (EMFILE...) calls fn(nil, msg, errno) once and drops it.
+ *     An object with a callback stays alive while the callback is set.
+ *   - One task at a time may wait in accept/recv and one in send on a socket; a second
+ *     one, or a wait while a callback is set, raises.
  */
 #include "unix_sock.h"
 
