@@ -100,6 +100,11 @@ static void eventfd_poll_cb(uv_poll_t *h, int status, int events) {
   if (e->fd < 0) return;
   /* On an error libuv has stopped the handle already. */
   if (status < 0) e->armed = 0;
+  /* Read only for someone: a count nobody asked for stays in the kernel for the next reader. */
+  if (e->waiter == NULL && e->on_ref == LUA_NOREF) {
+    eventfd_update(e);
+    return;
+  }
   uint64_t v = 0;
   int rc = status < 0 ? status : shmh_eventfd_try(e->fd, &v);
   /* Readable does not promise a count: another reader of the same eventfd (a peer process)
@@ -125,8 +130,6 @@ static void eventfd_poll_cb(uv_poll_t *h, int status, int events) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->on_ref);
     lua_pushinteger(L, (lua_Integer)v);
     shmh_rt_spawn(L, 1);
-  } else {
-    eventfd_update(e);
   }
 }
 
