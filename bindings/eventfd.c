@@ -59,15 +59,16 @@ static void eventfd_drop_cb(evfd *e) {
   e->on_ref = e->self_ref = LUA_NOREF;
 }
 
-/* Watches the descriptor exactly while someone wants its wake-ups. */
+/* Watches the descriptor while someone wants its wake-ups. Between two waits the poll stays
+ * started but unreferenced, so it neither keeps the loop alive nor costs two epoll_ctl calls
+ * per wait (a ping-pong waits once per round trip); it is stopped only when it fires with no
+ * one interested, since a level-triggered readable descriptor would fire again at once. */
 static void eventfd_update(evfd *e) {
   if (e->fd < 0) return;
   int want = e->waiter != NULL || e->on_ref != LUA_NOREF;
   if (want && !e->armed) e->armed = uv_poll_start(&e->poll, UV_READABLE, eventfd_poll_cb) == 0;
-  else if (!want && e->armed) {
-    uv_poll_stop(&e->poll);
-    e->armed = 0;
-  }
+  if (want) uv_ref((uv_handle_t *)&e->poll);
+  else uv_unref((uv_handle_t *)&e->poll);
 }
 
 /* Resumes the waiting task, if any, with nil, "closed". */
@@ -102,7 +103,8 @@ static void eventfd_poll_cb(uv_poll_t *h, int status, int events) {
   if (status < 0) e->armed = 0;
   /* Read only for someone: a count nobody asked for stays in the kernel for the next reader. */
   if (e->waiter == NULL && e->on_ref == LUA_NOREF) {
-    eventfd_update(e);
+    uv_poll_stop(&e->poll);
+    e->armed = 0;
     return;
   }
   uint64_t v = 0;

@@ -34,15 +34,27 @@ static shmh_sock *sock_check(lua_State *L, int idx) {
 
 static void sock_poll_cb(uv_poll_t *h, int status, int events);
 
+/* Points the poll at `ev`. */
+static void sock_arm(shmh_sock *s, int ev) {
+  if (ev == s->events) return;
+  if (ev == 0) uv_poll_stop(&s->poll);
+  else if (uv_poll_start(&s->poll, ev, sock_poll_cb) != 0) ev = 0;
+  s->events = ev;
+}
+
+/* Watches for what the waiting tasks and callbacks need. Readability stays watched between
+ * two waits, with the handle unreferenced so that it keeps nothing alive: a request-reply
+ * exchange then costs no epoll_ctl per message. It is dropped when it fires with no one
+ * interested (level-triggered, it would fire again at once). Writability is watched only
+ * while a send waits, since a socket with room is writable all the time. */
 static void sock_update(shmh_sock *s) {
   if (s->fd < 0) return;
   int want = 0;
   if (s->rwait != NULL || s->on_ref != LUA_NOREF) want |= UV_READABLE;
   if (s->wwait != NULL) want |= UV_WRITABLE;
-  if (want == s->events) return;
-  if (want == 0) uv_poll_stop(&s->poll);
-  else if (uv_poll_start(&s->poll, want, sock_poll_cb) != 0) want = 0;
-  s->events = want;
+  sock_arm(s, want | (s->events & UV_READABLE));
+  if (want) uv_ref((uv_handle_t *)&s->poll);
+  else uv_unref((uv_handle_t *)&s->poll);
 }
 
 /* Drops the callback and the anchor that kept a socket with a callback alive: a connection
@@ -407,7 +419,8 @@ static void sock_poll_cb(uv_poll_t *h, int status, int events) {
   }
   if (events & UV_WRITABLE) sock_writable(s);
   if (s->fd >= 0 && (events & (UV_READABLE | UV_DISCONNECT))) {
-    if (s->listening) sock_acceptable(s);
+    if (s->rwait == NULL && s->on_ref == LUA_NOREF) sock_arm(s, s->events & ~UV_READABLE);
+    else if (s->listening) sock_acceptable(s);
     else sock_readable(s);
   }
   sock_update(s);
