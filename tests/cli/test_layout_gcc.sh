@@ -8,7 +8,7 @@ set -u
 SHMHOST=${SHMHOST:-$(dirname "$0")/../../build/shmhost}
 if ! command -v gcc >/dev/null 2>&1; then
   echo "SKIP: gcc is not installed, so layouts cannot be compared with the C compiler"
-  exit 0
+  exit 77
 fi
 dir=$(mktemp -d /tmp/shmh_layout_gcc.XXXXXX)
 shmname="/shmh_lgcc_$$"
