@@ -282,4 +282,43 @@ T.test("on_accept hears of a failing accept (EMFILE) once, and can be set again"
   c:close()
 end)
 
+T.test("two processes wait on one eventfd: one notify wakes one, the other waits on", function()
+  local name = T.tag .. "_shared"
+  local srv = assert(shm.unix.listen{abstract = name})
+  local ev <close> = assert(shm.eventfd())
+  local code = string.format([[
+    local c = assert(shmhost.unix.connect{abstract = %q, wait = 10})
+    local _, objs = assert(c:recv())
+    c:send("waiting")
+    -- Both children are woken by each notify; the one whose read finds the count gone
+    -- (EAGAIN) must go on waiting rather than fail.
+    local n, err = objs[1]:wait()
+    print("woken " .. tostring(n) .. " " .. tostring(err))]], name)
+  local kids = {child(code), child(code)}
+  local conns = {}
+  for i = 1, 2 do
+    conns[i] = assert(srv:accept())
+    conns[i]:send("ev", {ev})
+  end
+  for i = 1, 2 do T.eq(conns[i]:recv(), "waiting") end
+  shm.sleep(0.05)
+  ev:notify(1)
+  local function woken()
+    local n = 0
+    for _, k in ipairs(kids) do if k:output():find("woken", 1, true) then n = n + 1 end end
+    return n
+  end
+  T.ok(T.wait_until(function() return woken() >= 1 end, 5), "one child woke")
+  shm.sleep(0.1)
+  T.eq(woken(), 1, "only one child woke")
+  ev:notify(1)
+  for _, k in ipairs(kids) do
+    k:wait()
+    T.eq(k.code, 0, k.stderr)
+    T.eq(k.stdout, "woken 1 nil\n")
+  end
+  for i = 1, 2 do conns[i]:close() end
+  srv:close()
+end)
+
 T.done()
