@@ -489,9 +489,14 @@ static int sock_send(lua_State *L) {
         else
           return luaL_argerror(L, 3, lua_pushfstring(L, "objs[%d] is not an open descriptor", (int)i));
       }
-      if (fd < 0)
+      if (fd < 0) {
+        /* Name the type as scripts know it: "shmhost.segment" (System V) reads better than
+         * "userdata". */
+        const char *tname = luaL_typename(L, -1);
+        if (luaL_getmetafield(L, -1, "__name") == LUA_TSTRING) tname = lua_tostring(L, -1);
         return luaL_argerror(L, 3, lua_pushfstring(L, "objs[%d] has no descriptor to send (%s)",
-                                                   (int)i, luaL_typename(L, -1)));
+                                                   (int)i, tname));
+      }
       fds[nfds++] = fd;
       lua_pop(L, 1);
     }

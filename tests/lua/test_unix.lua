@@ -400,6 +400,8 @@ T.test("misuse raises and names the argument", function()
   T.checkerr("table expected", c.send, c, "x", 5)
   T.checkerr("objs[1] has no descriptor to send (string)", c.send, c, "x", {"nope"})
   T.checkerr("objs[2] is not an open descriptor", c.send, c, "x", {0, 99999})
+  T.checkerr("objs[1] has no descriptor to send (shmhost.layout)", c.send, c, "x",
+             {shm.layout{{"a", "int"}}})
   local ev = assert(shm.eventfd())
   ev:close()
   T.checkerr("eventfd is closed", c.send, c, "x", {ev})
