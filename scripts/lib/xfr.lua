@@ -1,0 +1,189 @@
+-- What xfr_writer and xfr_reader share: the segment's layout, the command line, reading stdin
+-- without blocking the loop, the watchdog on the peer, and the progress line.
+--
+-- The segment (POSIX shared memory, default /pshm_xfr) starts with this header:
+--
+--   struct xfr_hdr { sem_t wsem; sem_t rsem; int ready; int mode; int block; int cnt;
+--                    int done; pid_t writer_pid; pid_t reader_pid; };
+--
+-- then, 64-byte aligned, either the data buffer of `block` bytes (semaphore mode: the writer
+-- fills it and sets cnt, posts rsem; the reader copies cnt bytes out and posts wsem; cnt 0 is
+-- the end of the data) or a ring (--ring: one message per block, an empty message ends it).
+-- `ready` is stored last by the writer: a reader that sees it sees an initialised segment.
+local shm = require "shmhost"
+local uv = require "luv"
+
+local X = {}
+
+X.Header = shm.layout{
+  {"wsem", "sem"}, {"rsem", "sem"}, {"ready", "int"}, {"mode", "int"}, {"block", "int"},
+  {"cnt", "int"}, {"done", "int"}, {"writer_pid", "pid_t"}, {"reader_pid", "pid_t"},
+}
+X.MODE_SEM, X.MODE_RING = 1, 2
+X.DATA = (X.Header.size + 63) & ~63
+X.MAX_BLOCK = 1 << 30
+
+function X.off(field) return X.Header:offset(field) end
+
+-- Ring capacity for a block size: room for four full blocks in flight.
+function X.ring_capacity(block) return 4 * ((block + 8 + 7) & ~7) end
+
+function X.segment_size(mode, block)
+  if mode == X.MODE_RING then return X.DATA + shm.ring.footprint(X.ring_capacity(block)) end
+  return X.DATA + block
+end
+
+function X.die(prog, msg, code)
+  io.stderr:write(prog, ": ", msg, "\n")
+  shm.exit(code or 1)
+end
+
+-- Parses --name, --block, --wait, --ring (and -h). Exits 2 on a usage error.
+function X.options(prog, args, usage)
+  local o = {name = "/pshm_xfr", block = 65536, wait = 10, ring = false}
+  local i = 1
+  local function value(opt)
+    i = i + 1
+    if args[i] == nil then X.die(prog, opt .. " needs a value\n" .. usage, 2) end
+    return args[i]
+  end
+  while i <= #args do
+    local a = args[i]
+    if a == "--name" then o.name = value(a)
+    elseif a == "--block" then o.block = math.tointeger(tonumber(value(a)))
+      if not o.block or o.block < 1 or o.block > X.MAX_BLOCK then
+        X.die(prog, "--block must be an integer from 1 to " .. X.MAX_BLOCK, 2)
+      end
+    elseif a == "--wait" then o.wait = tonumber(value(a))
+      if not o.wait or o.wait < 0 then X.die(prog, "--wait must be a number of seconds", 2) end
+    elseif a == "--ring" then o.ring = true
+    elseif a == "-h" or a == "--help" then io.stderr:write(usage, "\n"); shm.exit(0)
+    else X.die(prog, "unknown argument '" .. a .. "'\n" .. usage, 2) end
+    i = i + 1
+  end
+  if not o.name:match("^/[^/]+$") then X.die(prog, "--name must look like /name", 2) end
+  return o
+end
+
+-- Whether the process `pid` is alive: it exists and is not a zombie (a dead peer that is our
+-- shell's child stays a zombie until the shell reaps it).
+function X.alive(pid)
+  if not pid or pid <= 0 then return false end
+  local ok, _, name = uv.kill(pid, 0)
+  if not ok and name == "ESRCH" then return false end
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return ok ~= nil end
+  local stat = f:read("a")
+  f:close()
+  local state = stat:match("%) (%a)")
+  return state ~= "Z" and state ~= "X"
+end
+
+-- Checks every 100 ms that the peer whose pid `peer()` returns (nil or 0: not arrived yet)
+-- is alive; when it is not, calls on_death(pid). Returns the timer (close it when done).
+function X.watchdog(peer, on_death)
+  local t = uv.new_timer()
+  t:start(100, 100, function()
+    local pid = peer()
+    if pid and pid > 0 and not X.alive(pid) then
+      t:stop()
+      on_death(pid)
+    end
+  end)
+  t:unref() -- it must not keep the process alive by itself
+  return t
+end
+
+-- A function that returns the next chunk of stdin (at most `block` bytes), or nil at the end.
+-- A regular file (or /dev/null) is read directly: that never waits long. A pipe or terminal is
+-- read through libuv, so the loop (the watchdog, the semaphore waits) keeps running while no
+-- input comes; reading pauses while two blocks are buffered.
+function X.stdin_reader(block)
+  local kind = uv.guess_handle(0)
+  if kind ~= "pipe" and kind ~= "tty" then
+    return function()
+      local s, err = io.stdin:read(block)
+      if s == nil and err then error("read stdin: " .. err, 0) end
+      return s
+    end
+  end
+  local h = kind == "tty" and uv.new_tty(0, true) or uv.new_pipe(false)
+  if kind == "pipe" then assert(h:open(0)) end
+  local chunks, buffered, eof, rerr, waiter, reading = {}, 0, false, nil, nil, false
+  local onread
+  local function start()
+    if not reading and not eof and buffered < 2 * block then
+      reading = true
+      h:read_start(onread)
+    end
+  end
+  onread = function(err, data)
+    if err then rerr, eof = err, true
+    elseif data then chunks[#chunks + 1] = data; buffered = buffered + #data
+    else eof = true end
+    if eof or buffered >= 2 * block then
+      h:read_stop()
+      reading = false
+    end
+    if eof and not h:is_closing() then h:close() end
+    if waiter then
+      local w = waiter
+      waiter = nil
+      shm.resume(w)
+    end
+  end
+  start()
+  return function()
+    while buffered == 0 and not eof do
+      start()
+      waiter = coroutine.running()
+      shm.suspend()
+    end
+    if rerr then error("read stdin: " .. rerr, 0) end
+    if buffered == 0 then return nil end
+    local s = #chunks == 1 and chunks[1] or table.concat(chunks)
+    chunks = {}
+    if #s > block then
+      chunks[1] = s:sub(block + 1)
+      s = s:sub(1, block)
+    end
+    buffered = chunks[1] and #chunks[1] or 0
+    start()
+    return s
+  end
+end
+
+-- Writes all of s to stdout (fully buffered; the caller flushes at the end).
+function X.write_stdout(prog, s)
+  local ok, err = io.stdout:write(s)
+  if not ok then X.die(prog, "write stdout: " .. tostring(err)) end
+end
+
+-- A progress line on stderr, redrawn at most four times a second, only on a terminal.
+function X.progress()
+  local p = {bytes = 0, t0 = shm.now(), last = 0, on = uv.guess_handle(2) == "tty"}
+  function p.add(n)
+    p.bytes = p.bytes + n
+    if p.on then
+      local now = shm.now()
+      if now - p.last >= 0.25 then
+        p.last = now
+        p.show(now)
+      end
+    end
+  end
+  function p.show(now)
+    local dt = (now or shm.now()) - p.t0
+    io.stderr:write(string.format("\r%d bytes  %.1f MiB/s  %.1f s ", p.bytes,
+                                  dt > 0 and p.bytes / dt / 1048576 or 0, dt))
+  end
+  function p.finish()
+    if p.on then
+      p.show()
+      io.stderr:write("\n")
+    end
+  end
+  return p
+end
+
+return X

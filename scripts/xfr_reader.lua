@@ -1,0 +1,101 @@
+-- Stream transfer, reader side (POSIX course exercise): a segment filled by xfr_writer to stdout, block by block, until a block of 0 bytes (--ring too)
+local shm = require "shmhost"
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+package.path = here .. "/lib/?.lua;" .. package.path
+local X = require "xfr"
+
+local prog = "xfr_reader"
+local usage = [[
+usage: shmhost xfr_reader [--name /NAME] [--wait S] [--ring] > OUTPUT
+  Copies what `shmhost xfr_writer` sends through the POSIX shared memory object NAME
+  (default /pshm_xfr) to stdout. Started first, it waits up to S seconds (default 10) for
+  the writer.
+  --ring   the writer uses the shared-memory ring (give it to both sides)]]
+
+local o = X.options(prog, arg, usage)
+local off = {}
+for _, f in ipairs{"ready", "mode", "block", "cnt", "done", "writer_pid", "reader_pid",
+                   "wsem", "rsem"} do off[f] = X.off(f) end
+
+-- Wait for a writer's object to exist and be initialised. One whose writer is dead is a
+-- leftover: a new writer will replace it, so keep waiting.
+local deadline = shm.now() + o.wait
+local seg
+while true do
+  local s = shm.open(o.name)
+  if s and s:size() >= X.DATA and s:load("i32", off.ready) == 1 then
+    if X.alive(s:load("i32", off.writer_pid)) then seg = s; break end
+  end
+  if s then s:close() end
+  if shm.now() >= deadline then
+    X.die(prog, ("no writer on %s after %g s"):format(o.name, o.wait))
+  end
+  shm.sleep(0.02)
+end
+
+local mode, block = seg:load("i32", off.mode), seg:load("i32", off.block)
+if mode ~= X.MODE_SEM and mode ~= X.MODE_RING or block < 1 or block > X.MAX_BLOCK
+   or X.segment_size(mode, block) > seg:size() then
+  X.die(prog, o.name .. " does not hold a valid transfer header")
+end
+if (mode == X.MODE_RING) ~= o.ring then
+  X.die(prog, ("the writer %s the ring: give --ring to both sides or to neither")
+              :format(mode == X.MODE_RING and "uses" or "does not use"))
+end
+local me = shm.pid()
+local took, other = seg:cas("i32", off.reader_pid, 0, me)
+if not took then
+  if X.alive(other) then X.die(prog, ("%s already has a reader (pid %d)"):format(o.name, other)) end
+  seg:store("i32", off.reader_pid, me)
+end
+local writer = seg:load("i32", off.writer_pid)
+
+-- A writer that dies cannot remove its object any more: the reader does, then fails.
+local function writer_died()
+  seg:unlink()
+  X.die(prog, ("writer (pid %d) died"):format(writer))
+end
+local watchdog = X.watchdog(function() return writer end, writer_died)
+
+io.stdout:setvbuf("full", 1 << 16)
+local progress = X.progress()
+if mode == X.MODE_SEM then
+  local wsem, rsem = shm.sem(seg, off.wsem), shm.sem(seg, off.rsem)
+  local function take(sem)
+    while true do
+      local ok, err = sem:wait(0.25)
+      if ok then return end
+      if err ~= "timeout" then X.die(prog, "sem_wait: " .. tostring(err)) end
+    end
+  end
+  while true do
+    take(rsem)
+    local n = seg:load("i32", off.cnt)
+    if n < 0 or n > block then X.die(prog, ("bad block count %d (block is %d)"):format(n, block)) end
+    if n == 0 then break end
+    X.write_stdout(prog, seg:read(X.DATA, n))
+    progress.add(n)
+    wsem:post()
+  end
+  io.stdout:flush()
+  wsem:post() -- the writer may remove the object now
+else
+  local ring = assert(shm.ring.attach(seg, X.DATA))
+  while true do
+    local s, err = ring:get()
+    if s == nil then
+      if err == "peer died" then writer_died() end
+      X.die(prog, "ring: " .. tostring(err))
+    end
+    if #s == 0 then break end
+    if #s > block then X.die(prog, ("message of %d bytes, more than a block"):format(#s)) end
+    X.write_stdout(prog, s)
+    progress.add(#s)
+  end
+  io.stdout:flush()
+  seg:store("i32", off.done, 1)
+  ring:close()
+end
+progress.finish()
+watchdog:close()
+seg:close()

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# xfr_writer | xfr_reader end to end: stdin reaches stdout byte for byte (cmp) for 0, 1,
+# block-1, block, block+1, 3 MiB+7 and 256 MiB of random bytes, through two semaphores and
+# through the ring, with the reader started before and after the writer; nothing is left in
+# /dev/shm. The 256 MiB case is skipped under a sanitizer build (found by ldd, or forced with
+# SHMHOST_SKIP_LARGE=1) where it would take minutes.
+source "$(dirname "$0")/lib.sh"
+NAME="/${TAG}_xfr"
+BLOCK=4096
+large=1
+if [ -n "${SHMHOST_SKIP_LARGE:-}" ] || ldd "$SHMHOST" 2>/dev/null | grep -q libasan; then large=0; fi
+
+# xfer SIZE ORDER [--ring] [--block N]: one transfer of SIZE random bytes.
+xfer() {
+  local size=$1 order=$2; shift 2
+  local in="$WORK/in" out="$WORK/out" rp wp rrc wrc
+  head -c "$size" /dev/urandom > "$in"
+  : > "$out"
+  if [ "$order" = reader-first ]; then
+    timeout -k 2 120 "$SHMHOST" xfr_reader --name "$NAME" "$@" > "$out" 2> "$WORK/r.err" & rp=$!
+    sleep 0.2
+    timeout -k 2 120 "$SHMHOST" xfr_writer --name "$NAME" "$@" < "$in" 2> "$WORK/w.err"; wrc=$?
+    wait "$rp"; rrc=$?
+  else
+    timeout -k 2 120 "$SHMHOST" xfr_writer --name "$NAME" "$@" < "$in" 2> "$WORK/w.err" & wp=$!
+    sleep 0.2
+    timeout -k 2 120 "$SHMHOST" xfr_reader --name "$NAME" "$@" > "$out" 2> "$WORK/r.err"; rrc=$?
+    wait "$wp"; wrc=$?
+  fi
+  [ "$wrc" = 0 ] || fail "writer exited $wrc: $(cat "$WORK/w.err")"
+  [ "$rrc" = 0 ] || fail "reader exited $rrc: $(cat "$WORK/r.err")"
+  [ ! -s "$WORK/w.err" ] && [ ! -s "$WORK/r.err" ] ||
+    fail "stderr not empty: $(cat "$WORK/w.err" "$WORK/r.err")"
+  cmp "$in" "$out" || fail "output differs from input ($size bytes)"
+  [ ! -e "/dev/shm${NAME}" ] || fail "/dev/shm${NAME} left behind"
+  rm -f "$in" "$out"
+}
+
+for mode in sem ring; do
+  flag=(); [ $mode = ring ] && flag=(--ring)
+  for order in writer-first reader-first; do
+    for size in 0 1 $((BLOCK - 1)) $BLOCK $((BLOCK + 1)) $((3 * 1048576 + 7)); do
+      t "$mode $order $size bytes, block $BLOCK" xfer $size $order "${flag[@]}" --block $BLOCK
+    done
+  done
+  # The default block (65536) and its edges.
+  for size in 65535 65536 65537; do
+    t "$mode default block, $size bytes" xfer $size writer-first "${flag[@]}"
+  done
+  if [ $large = 1 ]; then
+    t "$mode 256 MiB, writer first" xfer $((256 * 1048576)) writer-first "${flag[@]}"
+    t "$mode 256 MiB, reader first" xfer $((256 * 1048576)) reader-first "${flag[@]}"
+  else
+    echo "skip $mode 256 MiB (sanitizer build)"
+  fi
+done
+
+# Input from a pipe (read through the loop, not a file), in small pieces.
+pipe_in() {
+  head -c 300000 /dev/urandom > "$WORK/in"
+  timeout -k 2 60 "$SHMHOST" xfr_reader --name "$NAME" "$@" > "$WORK/out" 2> "$WORK/r.err" & local rp=$!
+  dd if="$WORK/in" bs=7777 status=none |
+    timeout -k 2 60 "$SHMHOST" xfr_writer --name "$NAME" "$@" 2> "$WORK/w.err" || fail "writer: $(cat "$WORK/w.err")"
+  wait $rp || fail "reader: $(cat "$WORK/r.err")"
+  cmp "$WORK/in" "$WORK/out"
+}
+t "stdin from a pipe, semaphores" pipe_in --block 1000
+t "stdin from a pipe, ring" pipe_in --block 1000 --ring
+
+# Misuse and waiting.
+no_writer() {
+  run_sh 10 xfr_reader --name "$NAME" --wait 0.3
+  expect_eq "$RC" 1 "exit status"
+  expect_match "$ERR" "no writer on $NAME after 0.3 s"
+}
+t "reader without a writer gives up after --wait" no_writer
+
+mismatch() {
+  timeout -k 2 20 "$SHMHOST" xfr_writer --name "$NAME" --ring < /dev/null 2> "$WORK/w.err" & local wp=$!
+  run_sh 10 xfr_reader --name "$NAME"
+  expect_eq "$RC" 1 "exit status" && expect_match "$ERR" "give --ring to both sides" || return 1
+  timeout -k 2 10 "$SHMHOST" xfr_reader --name "$NAME" --ring > /dev/null || return 1
+  wait $wp
+}
+t "--ring on one side only is refused" mismatch
+
+usage() {
+  run_sh xfr_writer --block 0
+  expect_eq "$RC" 2 "exit status" && expect_match "$ERR" "--block must be" || return 1
+  run_sh xfr_reader --bogus
+  expect_eq "$RC" 2 "exit status" && expect_match "$ERR" "unknown argument" || return 1
+  run_sh xfr_writer --name bad/name
+  expect_eq "$RC" 2 "exit status"
+}
+t "usage errors exit 2" usage
+
+stale() {
+  # A leftover object with no live writer is replaced with a warning.
+  "$SHMHOST" -e 'assert(require("shmhost").open(arg[1], {create = true, size = 4096, keep = true})):close()' "$NAME" || return 1
+  timeout -k 2 20 "$SHMHOST" xfr_reader --name "$NAME" > "$WORK/out" 2> "$WORK/r.err" & local rp=$!
+  echo "fresh data" | timeout -k 2 20 "$SHMHOST" xfr_writer --name "$NAME" 2> "$WORK/w.err" || return 1
+  wait $rp || return 1
+  expect_match "$(cat "$WORK/w.err")" "warning: replacing stale $NAME" &&
+  expect_eq "$(cat "$WORK/out")" "fresh data" && [ ! -e "/dev/shm$NAME" ]
+}
+t "a stale object is replaced with a warning" stale
+
+finish
