@@ -178,6 +178,26 @@ static void set_arg_table(lua_State *L, const char *arg0, char **argv, int argc,
   lua_setglobal(L, "arg");
 }
 
+/* Bundled scripts share modules kept in a lib/ folder beside them (scripts/lib/x.lua is
+ * `require "x"`): put those folders of the search path first in package.path. */
+static void set_package_path(lua_State *L) {
+  struct dirlist d;
+  dirs_init(&d);
+  luaL_Buffer b;
+  lua_getglobal(L, "package");
+  luaL_buffinit(L, &b);
+  for (int i = 0; i < d.n; i++) {
+    luaL_addstring(&b, d.dirs[i]);
+    luaL_addstring(&b, "/lib/?.lua;");
+  }
+  lua_getfield(L, -2, "path");
+  luaL_addvalue(&b);
+  luaL_pushresult(&b);
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+  dirs_free(&d);
+}
+
 static int usage_error(const char *fmt, const char *what) {
   fprintf(stderr, "shmhost: ");
   fprintf(stderr, fmt, what);
@@ -240,6 +260,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   lua_State *L = shmh_rt_state();
+  set_package_path(L);
   set_arg_table(L, code ? "-e" : path, argv, argc, i);
   int status;
   if (code) status = luaL_loadbuffer(L, code, strlen(code), "=(command line)");
