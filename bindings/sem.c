@@ -10,6 +10,12 @@
  *
  * The thread's state lives in a heap block, not in the userdata: libuv needs the async handle
  * until its close callback has run, which can be after the userdata is gone.
+ *
+ * For a semaphore in a segment, the thread waits on a mapping of its own of the same object
+ * (the descriptor duplicated, or the System V segment attached again): a script may close the
+ * segment while the thread is inside sem_clockwait, and a page unmapped under a running
+ * thread would be a SIGSEGV. That mapping goes through the segment core like any other, so
+ * the SIGBUS guard covers it when a peer truncates the object.
  */
 #include "bind.h"
 #include "cleanup.h"
@@ -18,9 +24,11 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SLICE 0.05 /* seconds the thread waits before it looks at `stop` again */
 
@@ -31,6 +39,7 @@ typedef struct semw {
   pthread_t thread;
   int has_thread;
   sem_t *sem;           /* what the thread waits on */
+  shmh_seg own;         /* unnamed: the thread's own mapping of the segment (kind NONE if none) */
   double deadline;      /* monotonic seconds, or < 0 for none */
   int request;          /* a wait is asked for */
   int stop;             /* the thread must end */
@@ -82,6 +91,11 @@ static void *sem_worker(void *arg) {
         if (left < slice) slice = left;
       }
       rc = shmh_sem_timedwait(s, slice);
+      /* A peer truncated the object: the guard mapped zeros over it, nothing can post. */
+      if (w->own.broken) {
+        rc = -EFAULT;
+        break;
+      }
       if (rc != -ETIMEDOUT) break;
       pthread_mutex_lock(&w->lk);
       stop = w->stop;
@@ -110,6 +124,9 @@ static void semw_give_back(semw *w) {
   w->done = 0;
 }
 
+/* The value a wait resumes with when the segment was truncated; sem_wait_k raises then. */
+static const char TRUNCATED = 't';
+
 static void semw_async_cb(uv_async_t *a) {
   semw *w = shmh_container_of(a, semw, async);
   pthread_mutex_lock(&w->lk);
@@ -132,6 +149,9 @@ static void semw_async_cb(uv_async_t *a) {
     lua_pushliteral(t, "timeout");
     lua_pushinteger(t, ETIMEDOUT);
     shmh_rt_wake(t, 3);
+  } else if (rc == -EFAULT) {
+    lua_pushlightuserdata(t, (void *)&TRUNCATED);
+    shmh_rt_wake(t, 1);
   } else {
     shmh_rt_wake(t, shmh_fail(t, -rc, "sem_wait", "semaphore"));
   }
@@ -151,6 +171,7 @@ static void semw_shut(semw *w, int wake) {
     w->has_thread = 0;
   }
   semw_give_back(w);
+  shmh_seg_close(&w->own);
   pthread_mutex_destroy(&w->lk);
   pthread_cond_destroy(&w->cv);
   uv_close((uv_handle_t *)&w->async, semw_close_cb);
@@ -171,6 +192,7 @@ static semw *semw_new(lua_State *L) {
     return NULL;
   }
   w->async.data = NULL;
+  shmh_seg_init(&w->own);
   /* An idle semaphore must not keep the process alive: referenced only while a task waits. */
   uv_unref((uv_handle_t *)&w->async);
   pthread_mutex_init(&w->lk, NULL);
@@ -281,11 +303,36 @@ static int sem_timeout_result(lua_State *L) {
   return 3;
 }
 
+/* The thread's own mapping of the segment `seg` (see the top of the file). */
+static int semw_map(semw *w, shmh_seg *seg) {
+  if (w->own.kind != SHMH_SEG_NONE) return 0;
+  if (seg->kind == SHMH_SEG_SYSV) return shmh_seg_attach_sysv(&w->own, seg->shmid, 0);
+  int fd = dup(seg->fd);
+  if (fd < 0) return -errno;
+  int rc = shmh_seg_adopt_fd(&w->own, fd);
+  if (rc < 0) close(fd);
+  return rc;
+}
+
+/* Runs the yield in a function of its own, so that sem_wait_k sees the results. */
+static int sem_park(lua_State *L) { return shmh_rt_yield(L); }
+
+/* Stack: 1 self, 2 timeout, then what the wait resumed with. */
+static int sem_wait_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  if (lua_touserdata(L, 3) == (void *)&TRUNCATED)
+    return luaL_error(L, "semaphore %s: its segment was truncated by a peer",
+                      sem_label(L, sem_ud_at(L, 1)));
+  return lua_gettop(L) - 2;
+}
+
 /* s:wait([timeout]) -> true | nil, "timeout", ETIMEDOUT | nil, "closed" | nil, msg, errno */
 static int sem_wait_m(lua_State *L) {
   sem_ud *u = sem_check(L, 1);
   int timed = !lua_isnoneornil(L, 2);
   double timeout = shmh_check_seconds(L, 2, 0);
+  lua_settop(L, 2);
   shmh_seg *seg;
   sem_t *s = sem_ptr(L, "wait on", &seg);
   int rc = shmh_sem_trywait(s);
@@ -303,8 +350,16 @@ static int sem_wait_m(lua_State *L) {
   if (u->w == NULL && (u->w = semw_new(L)) == NULL)
     return shmh_fail(L, ENOMEM, "s:wait", sem_label(L, u));
   semw *w = u->w;
+  sem_t *ws = s;
+  if (seg != NULL) {
+    rc = semw_map(w, seg);
+    if (rc < 0) return shmh_fail(L, -rc, "s:wait: map", sem_label(L, u));
+    if (!shmh_seg_in_bounds(&w->own, (uint64_t)u->off, sizeof(sem_t)))
+      return luaL_error(L, "semaphore %s: outside its segment", sem_label(L, u));
+    ws = (sem_t *)((char *)w->own.addr + u->off);
+  }
   pthread_mutex_lock(&w->lk);
-  w->sem = s;
+  w->sem = ws;
   w->deadline = timed ? mono_now() + timeout : -1;
   w->done = 0;
   w->request = 1;
@@ -320,7 +375,9 @@ static int sem_wait_m(lua_State *L) {
   }
   w->waiter = L;
   uv_ref((uv_handle_t *)&w->async);
-  return shmh_rt_yield(L);
+  lua_pushcfunction(L, sem_park);
+  lua_callk(L, 0, LUA_MULTRET, 0, sem_wait_k);
+  return sem_wait_k(L, LUA_OK, 0);
 }
 
 /* Never raises: serves close() (remove = 1), __gc and __close. */

@@ -164,6 +164,33 @@ T.test("closing a semaphore a task waits on resumes it with nil, 'closed'", func
   T.eq(shm.sem(seg, 0):value(), 0)
 end)
 
+T.test("closing the segment under a waiting task is safe; the wait still works", function()
+  local seg = segment("segclose")
+  local s = shm.sem(seg, 0)
+  s:init(0)
+  local r
+  shm.spawn(function() r = table.pack(s:wait(0.3)) end)
+  shm.sleep(0.05)
+  seg:close() -- the waiting thread has a mapping of its own: no SIGSEGV
+  T.ok(T.wait_until(function() return r ~= nil end, 3))
+  T.eq(r[2], "timeout")
+  T.checkerr("its segment is closed", s.post, s)
+end)
+
+T.test("a peer truncating the segment under a waiting task: an error, not SIGBUS", function()
+  local seg <close> = segment("waittrunc", 8192)
+  local s = shm.sem(seg, 4096)
+  s:init(0)
+  local r
+  shm.spawn(function() r = table.pack(pcall(s.wait, s, 5)) end)
+  shm.sleep(0.05)
+  local peer <close> = assert(shm.open(T.name("waittrunc")))
+  assert(peer:resize(4096))
+  T.ok(T.wait_until(function() return r ~= nil end, 3))
+  T.eq(r[1], false)
+  T.ok(tostring(r[2]):find("truncated by a peer", 1, true), r[2])
+end)
+
 T.test("many waits at once do not starve luv's thread pool", function()
   local seg <close> = segment("pool")
   local sems = {}
