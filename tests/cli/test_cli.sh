@@ -80,6 +80,38 @@ c_os_exit_cleanup() {
   run_sh -e 'os.exit(4)'; expect_eq "$RC" 4 status
 }
 
+# A created segment must be gone after every way the program can end.
+HOLD='local seg = assert(shmhost.open(arg[1], {create = true, size = 4096}))
+print("ready") io.stdout:flush()
+if arg[2] == "error" then shmhost.sleep(0.1) error("on purpose") end
+if arg[2] == "exit" then shmhost.exit(3) end
+if arg[2] == "osexit" then os.exit(4) end
+if arg[2] == "keep" then seg:keep() return end
+shmhost.sleep(20)'
+# end_with HOW SIGNAL WANT: runs the holder, ends it, checks status and that the name is gone.
+end_with() {
+  local name="/${TAG}_$1" rc
+  timeout -k 2 20 "$SHMHOST" -e "$HOLD" "$name" "$1" > "$WORK/hold.out" 2> "$WORK/hold.err" & local p=$!
+  for _ in $(seq 200); do grep -q ready "$WORK/hold.out" 2>/dev/null && break; sleep 0.05; done
+  [ -e "/dev/shm$name" ] || [ "$1" != sig ] || { kill $p; fail "segment was never created"; return 1; }
+  [ -n "$2" ] && kill "-$2" $p
+  wait $p; rc=$?
+  expect_eq "$rc" "$3" "status after $1 $2" || return 1
+  if [ "$1" = keep ]; then
+    [ -e "/dev/shm$name" ] || fail "a kept segment was removed"
+    rm -f "/dev/shm$name"
+  else
+    [ ! -e "/dev/shm$name" ] || { rm -f "/dev/shm$name"; fail "/dev/shm$name left behind after $1 $2"; }
+  fi
+}
+c_cleanup_sigterm() { end_with sig TERM 143; }
+c_cleanup_sigint() { end_with sig INT 130; }
+c_cleanup_sighup() { end_with sig HUP 129; }
+c_cleanup_error() { end_with error "" 1; }
+c_cleanup_exit() { end_with exit "" 3; }
+c_cleanup_osexit() { end_with osexit "" 4; }
+c_cleanup_keep() { end_with keep "" 0; }
+
 t "-e prints" c_eval
 t "error: status 1, message and traceback" c_error
 t "error object with __tostring" c_error_object
@@ -99,4 +131,11 @@ t "stdout line-buffered on a pipe" c_line_buffered
 t "stdout line-buffered: first line arrives early" c_line_buffered_fast
 t "SIGTERM gives 143" c_sigterm
 t "os.exit keeps its status" c_os_exit_cleanup
+t "cleanup on SIGTERM (143)" c_cleanup_sigterm
+t "cleanup on SIGINT (130)" c_cleanup_sigint
+t "cleanup on SIGHUP (129)" c_cleanup_sighup
+t "cleanup after an uncaught error" c_cleanup_error
+t "cleanup after shmhost.exit" c_cleanup_exit
+t "cleanup after os.exit" c_cleanup_osexit
+t "a kept segment stays" c_cleanup_keep
 finish
