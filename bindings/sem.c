@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #define SLICE 0.05 /* seconds the thread waits before it looks at `stop` again */
+#define IDLE 2      /* seconds an idle thread stays for the next wait before it ends */
 
 typedef struct semw {
   uv_async_t async;     /* data stays NULL: the runtime tells our handles from luv's that way */
@@ -38,6 +39,7 @@ typedef struct semw {
   pthread_cond_t cv;
   pthread_t thread;
   int has_thread;
+  int exited;           /* the thread ended after being idle; join it before the next wait */
   sem_t *sem;           /* what the thread waits on */
   shmh_seg own;         /* unnamed: the thread's own mapping of the segment (kind NONE if none) */
   double deadline;      /* monotonic seconds, or < 0 for none */
@@ -74,12 +76,20 @@ static void *sem_worker(void *arg) {
   semw *w = arg;
   pthread_mutex_lock(&w->lk);
   for (;;) {
-    while (!w->stop && !w->request) pthread_cond_wait(&w->cv, &w->lk);
-    if (w->stop) break;
+    /* An object reached through a layout view is a new object at every access: threads of
+     * objects that wait once and then lie around until collected must not pile up. */
+    struct timespec idle;
+    clock_gettime(CLOCK_MONOTONIC, &idle);
+    idle.tv_sec += IDLE;
+    int rc = 0;
+    while (!w->stop && !w->request && rc != ETIMEDOUT)
+      rc = pthread_cond_timedwait(&w->cv, &w->lk, &idle);
+    if (!w->stop && !w->request) w->exited = 1;
+    if (w->stop || w->exited) break;
     sem_t *s = w->sem;
     double deadline = w->deadline;
     pthread_mutex_unlock(&w->lk);
-    int rc, stop = 0;
+    int stop = 0;
     for (;;) {
       double slice = SLICE;
       if (deadline >= 0) {
@@ -137,10 +147,12 @@ static void semw_async_cb(uv_async_t *a) {
   lua_State *t = w->waiter;
   w->waiter = NULL;
   uv_unref((uv_handle_t *)a);
-  if (t == NULL) {
-    if (rc == 0) shmh_sem_post(w->sem);
-    return;
-  }
+  if (t == NULL && rc == 0) shmh_sem_post(w->sem);
+  /* The thread is done with the memory until the next request; the mapping is made again
+   * then. Before the wake: a woken task may wait again at once and map anew. */
+  shmh_seg_close(&w->own);
+  w->sem = NULL;
+  if (t == NULL) return;
   if (rc == 0) {
     lua_pushboolean(t, 1);
     shmh_rt_wake(t, 1);
@@ -196,7 +208,11 @@ static semw *semw_new(lua_State *L) {
   /* An idle semaphore must not keep the process alive: referenced only while a task waits. */
   uv_unref((uv_handle_t *)&w->async);
   pthread_mutex_init(&w->lk, NULL);
-  pthread_cond_init(&w->cv, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&w->cv, &ca);
+  pthread_condattr_destroy(&ca);
   return w;
 }
 
@@ -357,6 +373,14 @@ static int sem_wait_m(lua_State *L) {
     if (!shmh_seg_in_bounds(&w->own, (uint64_t)u->off, sizeof(sem_t)))
       return luaL_error(L, "semaphore %s: outside its segment", sem_label(L, u));
     ws = (sem_t *)((char *)w->own.addr + u->off);
+  }
+  pthread_mutex_lock(&w->lk);
+  int exited = w->exited;
+  w->exited = 0;
+  pthread_mutex_unlock(&w->lk);
+  if (exited && w->has_thread) {
+    pthread_join(w->thread, NULL); /* it has ended already: no wait */
+    w->has_thread = 0;
   }
   pthread_mutex_lock(&w->lk);
   w->sem = ws;

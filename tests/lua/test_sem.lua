@@ -356,6 +356,29 @@ T.test("exit while a task waits: the thread ends and the process exits at once",
   T.ok(not exists(T.name("termsem")))
 end)
 
+T.test("waiting threads of idle objects end by themselves", function()
+  local function threads()
+    local n, h = 0, uv.fs_scandir("/proc/self/task")
+    while h and uv.fs_scandir_next(h) do n = n + 1 end
+    return n
+  end
+  local seg <close> = segment("idle")
+  local base = threads()
+  local keep = {}
+  for i = 1, 10 do
+    local s = shm.sem(seg, 0) -- a new object each time, as a layout view gives
+    s:init(0)
+    shm.spawn(function() shm.sleep(0.01); s:post() end)
+    T.eq(s:wait(2), true)
+    keep[i] = s
+  end
+  T.ok(threads() >= base + 10, "one thread per object that waited")
+  T.ok(T.wait_until(function() return threads() <= base end, 5), "idle threads ended")
+  -- An object whose thread ended waits again.
+  shm.spawn(function() shm.sleep(0.01); keep[1]:post() end)
+  T.eq(keep[1]:wait(2), true)
+end)
+
 T.test("garbage collection of a semaphore with its thread", function()
   local seg <close> = segment("gc")
   do
