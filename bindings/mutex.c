@@ -1,6 +1,6 @@
 /*
  * shmhost.mutex: a process-shared pthread mutex that lives in a segment, robust and
- * error-checking by default. The object holds only the offset; its first user value is the
+ * error-checking by default. The object holds only the offset; its user value is the
  * segment, which it keeps alive, and every operation goes back through the segment's checks
  * (open, in bounds, writable, not truncated), so a mutex can never touch an unmapped page.
  *
@@ -25,6 +25,9 @@ typedef struct {
 /* The registry table address -> thread that locked the mutex at that address from this
  * process, so a task that locks twice is told EDEADLK instead of waiting for itself. */
 static const char HOLDERS_KEY = 'h';
+
+/* The registry table segment -> {offset -> owner-died hook}, weak in its keys. */
+static const char HOOKS_KEY = 'k';
 
 #define BACKOFF_FIRST 50e-6 /* seconds */
 #define BACKOFF_MAX 10e-3
@@ -213,12 +216,31 @@ static int mutex_init(lua_State *L) {
   return 1;
 }
 
+/* Pushes the table of hooks of the segment in the mutex's user value 1 (offset -> function),
+ * creating it when `create`; pushes nil when there is none. Hooks are kept per segment and
+ * offset, not per object: a layout view gives a new object at every `d.lock`, and the hook
+ * set through one must serve the next. */
+static void mutex_hooks(lua_State *L, int create) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &HOOKS_KEY);
+  lua_getiuservalue(L, 1, 1);
+  if (lua_rawget(L, -2) == LUA_TNIL && create) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_getiuservalue(L, 1, 1);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_remove(L, -2);
+}
+
 /* m:on_owner_died(fn | nil): the hook m:with runs when it took the lock from a dead holder. */
 static int mutex_on_owner_died(lua_State *L) {
-  mutex_check(L, 1);
+  mutex_ud *u = mutex_check(L, 1);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 2);
-  lua_setiuservalue(L, 1, 2);
+  mutex_hooks(L, 1);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, u->off);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -226,7 +248,8 @@ static int mutex_on_owner_died(lua_State *L) {
 /* For m:with: pushes the owner-died hook, or prints the warning and pushes nil. */
 static int mutex_died_hook(lua_State *L) {
   mutex_ud *u = mutex_check(L, 1);
-  if (lua_getiuservalue(L, 1, 2) == LUA_TFUNCTION) return 1;
+  mutex_hooks(L, 0);
+  if (lua_istable(L, -1) && lua_rawgeti(L, -1, u->off) == LUA_TFUNCTION) return 1;
   fprintf(stderr, "warning: mutex at offset %lld: its previous holder died holding it; the data "
                   "it guards may be half updated (set m:on_owner_died(fn) to repair it)\n",
           (long long)u->off);
@@ -266,8 +289,6 @@ static void mutex_shut(lua_State *L, int idx) {
   u->open = 0;
   lua_pushnil(L);
   lua_setiuservalue(L, idx, 1);
-  lua_pushnil(L);
-  lua_setiuservalue(L, idx, 2);
 }
 
 static int mutex_close(lua_State *L) {
@@ -290,7 +311,7 @@ static int mutex_tostring(lua_State *L) {
 
 static void mutex_new(lua_State *L, int segidx, lua_Integer off) {
   segidx = lua_absindex(L, segidx);
-  mutex_ud *u = lua_newuserdatauv(L, sizeof *u, 2);
+  mutex_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
   u->open = 0;
   u->off = off;
   luaL_setmetatable(L, SHMH_MUTEX);
@@ -327,6 +348,12 @@ void shmh_bind_mutex(lua_State *L) {
 
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &HOLDERS_KEY);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &HOOKS_KEY);
 
   luaL_getmetatable(L, SHMH_MUTEX);
   lua_getfield(L, -1, "__index");

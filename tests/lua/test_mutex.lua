@@ -270,6 +270,15 @@ T.test("with runs the owner-died hook, or warns on stderr", function()
   T.ok(r.stderr:find("warning: mutex at offset 0", 1, true), "warning on stderr: " .. r.stderr)
   T.eq(m:trylock(), true)
   m:unlock()
+  -- Through a layout view, each `d.lock` is a new object: the hook belongs to the segment
+  -- and offset, so the one set through one object serves the next.
+  local Shared = shm.layout{{"lock", "mutex"}}
+  local d = Shared:view(seg)
+  local viewhook = T.expect(1)
+  d.lock:on_owner_died(viewhook)
+  killed_holder(T.name("hook"))
+  T.eq(d.lock:with(function() return "in" end), "in")
+  m:on_owner_died(nil)
 end)
 
 T.test("processes incrementing under the mutex lose nothing", function()
