@@ -85,6 +85,11 @@ else
     local s, err = ring:get()
     if s == nil then
       if err == "peer died" then writer_died() end
+      -- The writer closed its ring without the end mark: it was stopped (a signal ran its
+      -- cleanup, which removes the object).
+      if err == "peer closed" then
+        X.die(prog, ("writer (pid %d) stopped before the end of the data"):format(writer))
+      end
       X.die(prog, "ring: " .. tostring(err))
     end
     if #s == 0 then break end

@@ -97,7 +97,9 @@ end
 -- A function that returns the next chunk of stdin (at most `block` bytes), or nil at the end.
 -- A regular file (or /dev/null) is read directly: that never waits long. A pipe or terminal is
 -- read through libuv, so the loop (the watchdog, the semaphore waits) keeps running while no
--- input comes; reading pauses while two blocks are buffered.
+-- input comes; reading pauses while two blocks are buffered. What libuv hands over (up to
+-- 64 KiB a read) is queued as it came and cut into blocks with a position in the first piece,
+-- so a small block costs a copy of itself, not of everything buffered.
 function X.stdin_reader(block)
   local kind = uv.guess_handle(0)
   if kind ~= "pipe" and kind ~= "tty" then
@@ -109,7 +111,8 @@ function X.stdin_reader(block)
   end
   local h = kind == "tty" and uv.new_tty(0, true) or uv.new_pipe(false)
   if kind == "pipe" then assert(h:open(0)) end
-  local chunks, buffered, eof, rerr, waiter, reading = {}, 0, false, nil, nil, false
+  local queue, first, last, pos = {}, 1, 0, 1 -- pieces first..last; pos: next byte of first
+  local buffered, eof, rerr, waiter, reading = 0, false, nil, nil, false
   local onread
   local function start()
     if not reading and not eof and buffered < 2 * block then
@@ -119,7 +122,10 @@ function X.stdin_reader(block)
   end
   onread = function(err, data)
     if err then rerr, eof = err, true
-    elseif data then chunks[#chunks + 1] = data; buffered = buffered + #data
+    elseif data then
+      last = last + 1
+      queue[last] = data
+      buffered = buffered + #data
     else eof = true end
     if eof or buffered >= 2 * block then
       h:read_stop()
@@ -141,15 +147,23 @@ function X.stdin_reader(block)
     end
     if rerr then error("read stdin: " .. rerr, 0) end
     if buffered == 0 then return nil end
-    local s = #chunks == 1 and chunks[1] or table.concat(chunks)
-    chunks = {}
-    if #s > block then
-      chunks[1] = s:sub(block + 1)
-      s = s:sub(1, block)
+    local parts, want = {}, block
+    while want > 0 and first <= last do
+      local piece = queue[first]
+      local left = #piece - pos + 1
+      if left <= want then
+        parts[#parts + 1] = pos == 1 and piece or piece:sub(pos)
+        queue[first], first, pos = nil, first + 1, 1
+        want = want - left
+      else
+        parts[#parts + 1] = piece:sub(pos, pos + want - 1)
+        pos = pos + want
+        want = 0
+      end
     end
-    buffered = chunks[1] and #chunks[1] or 0
+    buffered = buffered - (block - want)
     start()
-    return s
+    return #parts == 1 and parts[1] or table.concat(parts)
   end
 end
 

@@ -105,4 +105,45 @@ stale() {
 }
 t "a stale object is replaced with a warning" stale
 
+# A peer killed mid-transfer: the other side exits 1 within a second, says which peer died,
+# and the object is gone (the writer's cleanup removes it; after a killed writer, the reader
+# does). The writer's input is a FIFO that stays open, so both sides are mid-stream, waiting.
+ms_now() { echo $(( $(date +%s%N) / 1000000 )); }
+# child_of PID: the shmhost that `timeout` (PID) runs.
+child_of() {
+  local c i
+  for i in $(seq 50); do c=$(pgrep -P "$1" | head -1); [ -n "$c" ] && { echo "$c"; return; }; sleep 0.05; done
+  return 1
+}
+death() {
+  local victim=$1 sig=$2; shift 2
+  rm -f "$WORK/fifo"; mkfifo "$WORK/fifo"
+  ( head -c 100000 /dev/urandom; exec sleep 30 ) > "$WORK/fifo" & local feeder=$!
+  timeout -k 2 30 "$SHMHOST" xfr_writer --name "$NAME" "$@" < "$WORK/fifo" 2> "$WORK/w.err" & local wt=$!
+  timeout -k 2 30 "$SHMHOST" xfr_reader --name "$NAME" "$@" > "$WORK/out" 2> "$WORK/r.err" & local rt=$!
+  local wp rp i rc=0
+  wp=$(child_of $wt) && rp=$(child_of $rt) || { kill $feeder $wt $rt; fail "no processes"; return 1; }
+  for i in $(seq 200); do
+    [ "$(stat -c %s "$WORK/out")" -ge 65536 ] && break
+    sleep 0.05
+  done
+  local killed=$wp other=$rt other_err="$WORK/r.err" who=writer
+  if [ "$victim" = reader ]; then killed=$rp other=$wt other_err="$WORK/w.err" who=reader; fi
+  local t0; t0=$(ms_now)
+  kill "-$sig" "$killed"
+  wait "$other"; rc=$?
+  local dt=$(( $(ms_now) - t0 ))
+  kill $feeder 2>/dev/null; wait $feeder $wt $rt 2>/dev/null
+  expect_eq "$rc" 1 "exit status of the survivor" || { cat "$other_err" >&2; return 1; }
+  expect_match "$(cat "$other_err")" "$who \\(pid $killed\\) (died|stopped)" || return 1
+  [ "$dt" -lt 1000 ] || fail "survivor took $dt ms to notice" || return 1
+  [ ! -e "/dev/shm${NAME}" ] || fail "/dev/shm${NAME} left behind"
+}
+for mode in sem ring; do
+  flag=(); [ $mode = ring ] && flag=(--ring)
+  t "$mode: writer killed (SIGKILL) mid-transfer ends the reader" death writer KILL "${flag[@]}"
+  t "$mode: writer killed (SIGTERM) mid-transfer ends the reader" death writer TERM "${flag[@]}"
+  t "$mode: reader killed mid-transfer ends the writer" death reader KILL "${flag[@]}"
+done
+
 finish
