@@ -103,8 +103,14 @@ static int mutex_lock_result(lua_State *L, pthread_mutex_t *m, shmh_seg *seg, in
 /* Stack while a task retries: 1 self, 2 timeout, 3 deadline (monotonic seconds or nil).
  * `ctx` is the next delay in microseconds. */
 static int mutex_lock_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
   for (;;) {
+    /* Closed while this task waited for it: the task resumes with nil, "closed". */
+    if (status == LUA_YIELD && !mutex_ud_at(L, 1)->open) {
+      lua_pushnil(L);
+      lua_pushliteral(L, "closed");
+      return 2;
+    }
+    status = LUA_YIELD;
     shmh_seg *seg;
     pthread_mutex_t *m = mutex_ptr(L, "lock", &seg);
     int rc = shmh_mutex_trylock(m);
