@@ -1,0 +1,247 @@
+-- What the scripted exercises share: unique names, child processes with deadlines, checks,
+-- and the ending every exercise has (a few readable lines, then PASS or FAIL as the last line,
+-- exit status 0 or 1, and nothing left behind even when something failed).
+--
+--   local E = require "exercise"
+--   E.run(function()
+--     local c = E.start{E.exe, "-e", code, timeout = 10}   -- another shmhost
+--     c:wait_for("ready")                                  -- a line on its stdout
+--     E.check(c:wait().code == 0, "the child succeeded")
+--     return "what the exercise showed"                   -- printed after PASS:
+--   end)
+--
+-- Objects created with `create = true` are removed by shmhost itself when the exercise ends;
+-- E.on_exit registers the removal of anything else (key files, segments left by a killed
+-- child). Children are killed when the exercise ends before them.
+local shm = require "shmhost"
+local uv = require "luv"
+
+local E = {}
+
+-- The shmhost binary running this script; children run the same one.
+E.exe = uv.exepath()
+-- A tag with this process's pid, so exercises running side by side never share a name.
+E.tag = "shmhost_ex" .. shm.pid()
+
+local children = {}
+local cleanups = {}
+local failures = 0
+
+-- A POSIX object name unique to this run: "/shmhost_ex<pid>_<s>".
+function E.name(s) return "/" .. E.tag .. "_" .. s end
+
+-- A path under /tmp unique to this run.
+function E.path(s) return "/tmp/" .. E.tag .. "_" .. s end
+
+-- Runs fn at the end of the exercise, whatever happened (last registered, first run).
+function E.on_exit(fn) cleanups[#cleanups + 1] = fn end
+
+-- Records a check: prints what failed, and the exercise ends with FAIL. Returns `ok`.
+function E.check(ok, what)
+  if not ok then
+    failures = failures + 1
+    print("check failed: " .. what)
+  end
+  return ok
+end
+
+-- Polls cond() every few milliseconds until it returns a true value or `timeout` seconds
+-- pass; returns its last value. Polling keeps the exercises simple to read and change.
+function E.wait_until(cond, timeout, step)
+  local deadline = shm.now() + (timeout or 10)
+  local v = cond()
+  while not v and shm.now() < deadline do
+    shm.sleep(step or 0.005)
+    v = cond()
+  end
+  return v
+end
+
+-- ------------------------------------------------------------ child processes
+
+local Child = {}
+Child.__index = Child
+
+-- Starts a process: opts[1] the program, opts[2..] its arguments. Its stdout and stderr are
+-- collected unless opts.stdout / opts.stderr give a descriptor to use instead; opts.stdin is a
+-- string (written, then closed), a descriptor, or true (a pipe for c:write). After
+-- opts.timeout seconds (default 30) it is killed with SIGKILL. It stays in this process's
+-- group, so whoever kills the exercise's group kills it too.
+function E.start(opts)
+  local args = {}
+  for i = 2, #opts do args[#args + 1] = opts[i] end
+  local c = setmetatable({out = {}, err = {}, open = 0, prog = opts[1]}, Child)
+  local function pipe_for(given)
+    if given ~= nil then return given end
+    c.open = c.open + 1
+    return uv.new_pipe(false)
+  end
+  local stdout, stderr = pipe_for(opts.stdout), pipe_for(opts.stderr)
+  local stdin = opts.stdin
+  if type(stdin) == "string" or stdin == true then stdin = uv.new_pipe(false) end
+  local handle, pid = uv.spawn(opts[1], {args = args, stdio = {stdin, stdout, stderr},
+                                         env = opts.env},
+    function(code, signal)
+      c.code, c.signal, c.exited = code, signal, true
+    end)
+  if not handle then
+    for _, p in ipairs{stdout, stderr, stdin} do
+      if type(p) == "userdata" and not p:is_closing() then p:close() end
+    end
+    error("cannot start " .. tostring(opts[1]) .. ": " .. tostring(pid), 2)
+  end
+  c.handle, c.pid = handle, pid
+  children[c] = true
+  local function reader(buf)
+    return function(_, data)
+      if data then buf[#buf + 1] = data else c.open = c.open - 1 end
+    end
+  end
+  c.pipes = {}
+  if opts.stdout == nil then stdout:read_start(reader(c.out)); c.pipes[#c.pipes + 1] = stdout end
+  if opts.stderr == nil then stderr:read_start(reader(c.err)); c.pipes[#c.pipes + 1] = stderr end
+  if type(opts.stdin) == "string" then
+    stdin:write(opts.stdin)
+    stdin:shutdown(function() stdin:close() end)
+  elseif opts.stdin == true then
+    c.stdin = stdin
+  end
+  c.timer = uv.new_timer()
+  c.timer:start(math.floor((opts.timeout or 30) * 1000), 0, function()
+    c.timed_out = true
+    c:kill("sigkill")
+  end)
+  c.timer:unref()
+  return c
+end
+
+-- Starts another shmhost: E.shmhost{"-e", code, ...} or E.shmhost{"scenario", ...}.
+function E.shmhost(opts)
+  local o = {E.exe}
+  for k, v in pairs(opts) do
+    if math.type(k) == "integer" then o[k + 1] = v else o[k] = v end
+  end
+  return E.start(o)
+end
+
+function Child:stdout_text() return table.concat(self.out) end
+function Child:stderr_text() return table.concat(self.err) end
+
+-- Waits until the child's stdout contains `text` (plain) or `timeout` seconds (default 10)
+-- pass or it exits; returns true when the text came.
+function Child:wait_for(text, timeout)
+  return E.wait_until(function()
+    if self:stdout_text():find(text, 1, true) then return true end
+    if self.exited and self.open <= 0 then return "exited" end
+  end, timeout or 10) == true
+end
+
+-- Writes to the child's stdin (started with stdin = true).
+function Child:write(s) self.stdin:write(s) end
+
+function Child:close_stdin()
+  if self.stdin and not self.stdin:is_closing() then
+    local p = self.stdin
+    p:shutdown(function() p:close() end)
+  end
+  self.stdin = nil
+end
+
+function Child:kill(sig)
+  if not self.exited then uv.kill(self.pid, sig or "sigterm") end
+end
+
+function Child:_release()
+  children[self] = nil
+  if not self.timer:is_closing() then self.timer:close() end
+  for _, p in ipairs(self.pipes) do if not p:is_closing() then p:close() end end
+  if self.stdin and not self.stdin:is_closing() then self.stdin:close() end
+  if not self.handle:is_closing() then self.handle:close() end
+end
+
+-- Waits until the child has exited and its output is read; returns self, with code, signal,
+-- stdout, stderr and timed_out set.
+function Child:wait()
+  E.wait_until(function() return self.exited and self.open <= 0 end, math.huge)
+  self.stdout, self.stderr = self:stdout_text(), self:stderr_text()
+  self:_release()
+  return self
+end
+
+-- How the child ended, for a person: "exit 0", "signal 9 (killed at its deadline)".
+function Child:status()
+  if self.signal and self.signal ~= 0 then
+    return ("signal %d%s"):format(self.signal, self.timed_out and " (killed at its deadline)" or "")
+  end
+  return "exit " .. tostring(self.code)
+end
+
+-- Runs a shmhost child to its end and returns it (E.shmhost{...}:wait()).
+function E.run_shmhost(opts) return E.shmhost(opts):wait() end
+
+-- Shows a child's stderr, indented, when a check about it failed.
+function E.show(c)
+  local err = c.stderr or c:stderr_text()
+  if err ~= "" then print("  its stderr: " .. err:gsub("\n$", ""):gsub("\n", "\n  ")) end
+end
+
+-- ------------------------------------------------------------ files
+
+function E.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function E.write_file(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- `n` pseudo-random bytes from `seed` (xorshift), 8 at a time, so both sides of a transfer can
+-- make the same data without sending it twice.
+function E.random_bytes(n, seed)
+  local x = seed | 1
+  local parts = {}
+  for i = 1, (n + 7) // 8 do
+    x = x ~ (x << 13); x = x ~ (x >> 7); x = x ~ (x << 17)
+    parts[i] = string.pack("<i8", x)
+  end
+  return table.concat(parts):sub(1, n)
+end
+
+-- ------------------------------------------------------------ the ending
+
+local function finish(ok, summary)
+  for c in pairs(children) do
+    c:kill("sigkill")
+    E.wait_until(function() return c.exited end, 5)
+    c:_release()
+  end
+  for i = #cleanups, 1, -1 do
+    local fine, err = pcall(cleanups[i])
+    if not fine then print("cleanup failed: " .. tostring(err)) end
+  end
+  if ok and failures == 0 then
+    print("PASS" .. (summary and (": " .. summary) or ""))
+    shm.exit(0)
+  end
+  print("FAIL" .. (failures > 0 and (": " .. failures .. " check(s) failed") or ""))
+  shm.exit(1)
+end
+
+-- Runs the exercise fn; an error in it, or a failed check, ends with FAIL and status 1. fn
+-- returns a one-line summary printed after PASS.
+function E.run(fn)
+  local ok, res = xpcall(fn, debug.traceback)
+  if not ok then
+    print("error: " .. tostring(res))
+    finish(false)
+  end
+  finish(true, res)
+end
+
+return E
