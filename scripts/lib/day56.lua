@@ -1,0 +1,117 @@
+-- What the Day56 writer and reader share: the struct in the segment, the defaults, the
+-- options both take, the wire's hello line, and a line reader for stdin on the loop. The
+-- protocol itself is described at the top of scripts/writer.lua.
+local shm = require "shmhost"
+local uv = require "luv"
+
+local M = {}
+
+M.NAME = "/day56_shm"
+M.SOCKET = "/tmp/day56_shm_ctrl.sock"
+M.MSG_SIZE = 256
+
+-- struct shm_data { pthread_mutex_t lock; bool activation; int counter; char message[256]; }
+-- laid out as the C compiler lays it out, so the lab's C programs share it byte for byte.
+M.Data = shm.layout{
+  {"lock", "mutex"}, {"activation", "bool"}, {"counter", "int"}, {"message", "char[256]"}}
+
+-- The first message on every control connection: this text plus, by SCM_RIGHTS, the reader's
+-- own eventfd. It names the segment so a reader pointed at another one can say so.
+M.HELLO = "day56 "
+function M.hello(name) return M.HELLO .. name .. "\n" end
+
+-- Parses the options of `prog` ("writer" or "reader") from the script's `arg`. Exits 2 with
+-- the usage on a mistake.
+function M.options(prog, usage)
+  local o = {name = M.NAME, path = M.SOCKET, type = "stream", wait = 5}
+  local function bad(msg)
+    io.stderr:write(prog, ": ", msg, "\n", usage, "\n")
+    shm.exit(2)
+  end
+  local i = 1
+  local function value(a)
+    i = i + 1
+    if arg[i] == nil then bad(a .. " needs a value") end
+    return arg[i]
+  end
+  while arg[i] ~= nil do
+    local a = arg[i]
+    if a == "--name" then o.name = value(a)
+    elseif a == "--socket" then o.path, o.abstract = value(a), nil
+    elseif a == "--abstract" then o.abstract, o.path = value(a), nil
+    elseif a == "--seqpacket" then o.type = "seqpacket"
+    elseif a == "--wait" and prog == "reader" then
+      local s = value(a)
+      o.wait = tonumber(s)
+      if not o.wait or o.wait < 0 or o.wait ~= o.wait then
+        bad("--wait needs a number of seconds, got '" .. s .. "'")
+      end
+    elseif a == "-h" or a == "--help" then print(usage) shm.exit(0)
+    else bad("unknown option '" .. a .. "'") end
+    i = i + 1
+  end
+  -- A POSIX shared-memory name is one path component after the slash.
+  if not o.name:match("^/[^/]+$") or #o.name > 250 then
+    bad("--name must look like /name (one slash, at the start), got '" .. o.name .. "'")
+  end
+  if (o.path or o.abstract) == "" then bad("the socket name must not be empty") end
+  o.sockname = o.abstract and ("@" .. o.abstract) or o.path
+  return o
+end
+
+-- The address part of a shm.unix.listen/connect option table.
+function M.address(o, extra)
+  local t = {type = o.type}
+  if o.abstract then t.abstract = o.abstract else t.path = o.path end
+  for k, v in pairs(extra or {}) do t[k] = v end
+  return t
+end
+
+-- Calls on_line(line) for every line of stdin (without its "\n"; a last line without one
+-- too) and then on_eof(), from the loop, so that the process keeps serving other events
+-- while it waits for input. A regular file or a character device cannot be watched by
+-- epoll (libuv sees both as files), so those are read with fs_read instead.
+function M.read_lines(on_line, on_eof)
+  local buf = ""
+  local function feed(data)
+    buf = buf .. data
+    while true do
+      local nl = buf:find("\n", 1, true)
+      if not nl then break end
+      local line = buf:sub(1, nl - 1)
+      buf = buf:sub(nl + 1)
+      on_line(line)
+    end
+  end
+  local function finish()
+    if buf ~= "" then on_line(buf) buf = "" end
+    on_eof()
+  end
+  local kind = uv.guess_handle(0)
+  if kind == "file" or kind == "unknown" then
+    local function step()
+      uv.fs_read(0, 65536, -1, function(err, data)
+        if err or data == nil or data == "" then
+          if err then io.stderr:write("stdin: ", tostring(err), "\n") end
+          return finish()
+        end
+        feed(data)
+        step()
+      end)
+    end
+    step()
+    return nil
+  end
+  local h = kind == "tty" and uv.new_tty(0, true) or uv.new_pipe(false)
+  if kind ~= "tty" then h:open(0) end
+  h:read_start(function(err, data)
+    if data then return feed(data) end
+    if err then io.stderr:write("stdin: ", tostring(err), "\n") end
+    h:read_stop()
+    h:close()
+    finish()
+  end)
+  return h
+end
+
+return M
