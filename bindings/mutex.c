@@ -69,12 +69,17 @@ static void holders_set(lua_State *L, pthread_mutex_t *m, int held) {
   lua_pop(L, 1);
 }
 
-static int holders_is(lua_State *L, pthread_mutex_t *m) {
+/* True when waiting for m, which this thread holds, could never end: the holder is the
+ * calling task itself, or a task that has finished (or failed) without unlocking. */
+static int holders_stuck(lua_State *L, pthread_mutex_t *m) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &HOLDERS_KEY);
   lua_rawgetp(L, -1, m);
-  int mine = lua_tothread(L, -1) == L;
+  lua_State *h = lua_tothread(L, -1);
+  lua_Debug ar;
+  int stuck = h == L || (h != NULL && h != shmh_rt_main(L) && lua_status(h) != LUA_YIELD &&
+                         lua_getstack(h, 0, &ar) == 0);
   lua_pop(L, 2);
-  return mine;
+  return stuck;
 }
 
 /* Pushes the results of a lock that returned rc; the segment is on top and is removed. */
@@ -114,7 +119,7 @@ static int mutex_lock_k(lua_State *L, int status, lua_KContext ctx) {
     shmh_seg *seg;
     pthread_mutex_t *m = mutex_ptr(L, "lock", &seg);
     int rc = shmh_mutex_trylock(m);
-    if (rc == -EBUSY && shmh_mutex_held_by_me(m) && holders_is(L, m)) rc = -EDEADLK;
+    if (rc == -EBUSY && shmh_mutex_held_by_me(m) && holders_stuck(L, m)) rc = -EDEADLK;
     int timed_out = 0;
     if (rc == -EBUSY && !lua_isnil(L, 3)) timed_out = shmh_rt_now() >= lua_tonumber(L, 3);
     if (rc != -EBUSY || timed_out)
@@ -141,18 +146,13 @@ static int mutex_lock(lua_State *L) {
   int timed = !lua_isnoneornil(L, 2);
   double timeout = shmh_check_seconds(L, 2, 0);
   lua_settop(L, 2);
-  shmh_seg *seg;
-  pthread_mutex_t *m = mutex_ptr(L, "lock", &seg);
   if (shmh_rt_in_task(L) && lua_isyieldable(L)) {
-    int rc = shmh_mutex_trylock(m);
-    if (rc == -EBUSY && shmh_mutex_held_by_me(m) && holders_is(L, m)) rc = -EDEADLK;
-    if (rc != -EBUSY || (timed && timeout <= 0))
-      return mutex_lock_result(L, m, seg, rc == -EBUSY ? -ETIMEDOUT : rc);
-    lua_pop(L, 1);
     if (timed) lua_pushnumber(L, shmh_rt_now() + timeout);
     else lua_pushnil(L);
     return mutex_lock_k(L, LUA_OK, (lua_KContext)(BACKOFF_FIRST * 1e6));
   }
+  shmh_seg *seg;
+  pthread_mutex_t *m = mutex_ptr(L, "lock", &seg);
   /* A luv callback is not a task: it blocks, as briefly as the holder's critical section.
    * A lock held by a task of this very process is refused with EDEADLK, not waited for. */
   int rc = timed ? shmh_mutex_timedlock(m, timeout) : shmh_mutex_lock(m);

@@ -150,6 +150,18 @@ T.test("a contended lock in a task does not block the loop", function()
   T.eq(m:unlock(), true)
 end)
 
+T.test("a task that ended holding the lock: waiting for it is refused, not a hang", function()
+  local seg <close> = segment("deadtask")
+  local m = shm.mutex(seg, 0)
+  m:init()
+  local co = shm.spawn(function() assert(m:lock()) end)
+  shm.sleep(0.01)
+  T.eq(coroutine.status(co), "dead")
+  local msg, errno = T.checkfail("Resource deadlock", m.lock, m, 5)
+  T.eq(errno, shm.errno.EDEADLK)
+  T.eq(m:unlock(), true) -- same thread: this task may unlock it
+end)
+
 T.test("closing a mutex a task waits for resumes it with nil, 'closed'", function()
   local seg <close> = segment("closewait")
   local m = shm.mutex(seg, 0)
