@@ -40,6 +40,7 @@ typedef struct semw {
   pthread_t thread;
   int has_thread;
   int exited;           /* the thread ended after being idle; join it before the next wait */
+  int claimed;          /* the loop is preparing a request: an idle thread must not end now */
   sem_t *sem;           /* what the thread waits on */
   shmh_seg own;         /* unnamed: the thread's own mapping of the segment (kind NONE if none) */
   double deadline;      /* monotonic seconds, or < 0 for none */
@@ -82,10 +83,18 @@ static void *sem_worker(void *arg) {
     clock_gettime(CLOCK_MONOTONIC, &idle);
     idle.tv_sec += IDLE;
     int rc = 0;
-    while (!w->stop && !w->request && rc != ETIMEDOUT)
+    while (!w->stop && !w->request && (rc != ETIMEDOUT || w->claimed)) {
+      if (rc == ETIMEDOUT) idle.tv_sec += IDLE; /* claimed: a request is on its way */
       rc = pthread_cond_timedwait(&w->cv, &w->lk, &idle);
-    if (!w->stop && !w->request) w->exited = 1;
-    if (w->stop || w->exited) break;
+    }
+    if (w->stop) break;
+    if (!w->request) {
+      /* Idle: end, and let the mapping go with the thread (the loop maps again for the next
+       * wait after it has joined us). */
+      shmh_seg_close(&w->own);
+      w->exited = 1;
+      break;
+    }
     sem_t *s = w->sem;
     double deadline = w->deadline;
     pthread_mutex_unlock(&w->lk);
@@ -147,12 +156,10 @@ static void semw_async_cb(uv_async_t *a) {
   lua_State *t = w->waiter;
   w->waiter = NULL;
   uv_unref((uv_handle_t *)a);
-  if (t == NULL && rc == 0) shmh_sem_post(w->sem);
-  /* The thread is done with the memory until the next request; the mapping is made again
-   * then. Before the wake: a woken task may wait again at once and map anew. */
-  shmh_seg_close(&w->own);
-  w->sem = NULL;
-  if (t == NULL) return;
+  if (t == NULL) {
+    if (rc == 0) shmh_sem_post(w->sem);
+    return;
+  }
   if (rc == 0) {
     lua_pushboolean(t, 1);
     shmh_rt_wake(t, 1);
@@ -366,27 +373,35 @@ static int sem_wait_m(lua_State *L) {
   if (u->w == NULL && (u->w = semw_new(L)) == NULL)
     return shmh_fail(L, ENOMEM, "s:wait", sem_label(L, u));
   semw *w = u->w;
-  sem_t *ws = s;
-  if (seg != NULL) {
-    rc = semw_map(w, seg);
-    if (rc < 0) return shmh_fail(L, -rc, "s:wait: map", sem_label(L, u));
-    if (!shmh_seg_in_bounds(&w->own, (uint64_t)u->off, sizeof(sem_t)))
-      return luaL_error(L, "semaphore %s: outside its segment", sem_label(L, u));
-    ws = (sem_t *)((char *)w->own.addr + u->off);
-  }
+  /* Claim the thread first, so that it cannot end for idleness (unmapping its mapping) while
+   * the mapping is looked at here; one that has ended already is joined. */
   pthread_mutex_lock(&w->lk);
   int exited = w->exited;
   w->exited = 0;
+  w->claimed = 1;
   pthread_mutex_unlock(&w->lk);
   if (exited && w->has_thread) {
     pthread_join(w->thread, NULL); /* it has ended already: no wait */
     w->has_thread = 0;
+  }
+  sem_t *ws = s;
+  if (seg != NULL) {
+    rc = semw_map(w, seg);
+    if (rc == 0 && !shmh_seg_in_bounds(&w->own, (uint64_t)u->off, sizeof(sem_t))) rc = -ERANGE;
+    if (rc < 0) {
+      pthread_mutex_lock(&w->lk);
+      w->claimed = 0;
+      pthread_mutex_unlock(&w->lk);
+      return shmh_fail(L, -rc, "s:wait: map", sem_label(L, u));
+    }
+    ws = (sem_t *)((char *)w->own.addr + u->off);
   }
   pthread_mutex_lock(&w->lk);
   w->sem = ws;
   w->deadline = timed ? mono_now() + timeout : -1;
   w->done = 0;
   w->request = 1;
+  w->claimed = 0;
   pthread_cond_signal(&w->cv);
   pthread_mutex_unlock(&w->lk);
   if (!w->has_thread) {
