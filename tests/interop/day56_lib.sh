@@ -35,6 +35,15 @@ d56_cmd() {
   esac
 }
 
+# Runs in the background child: closes our ends of the writers' FIFOs (a child holding one
+# would keep that writer from ever seeing the end of its input), then becomes the peer.
+# setsid: the peer leads a process group of its own, so a failure kills exactly it.
+d56_exec() {
+  local fd
+  for fd in "${D56_FD[@]}"; do [ -n "$fd" ] && eval "exec $fd>&-"; done
+  exec setsid timeout -k 2 30 "${D56_ARGV[@]}" --name "$NAME" --socket "$SOCK" "$@"
+}
+
 d56_start() {
   local id=$1 kind=$2 role=$3
   shift 3
@@ -44,17 +53,14 @@ d56_start() {
   if [ "$role" = writer ]; then
     rm -f "$WORK/$id.in"
     mkfifo "$WORK/$id.in"
-    # setsid: the peer leads its own process group, so a failure kills exactly it and its
-    # children. The FIFO's open in the child blocks until we open our end below.
-    setsid timeout -k 2 30 "${D56_ARGV[@]}" --name "$NAME" --socket "$SOCK" "$@" \
-      <"$WORK/$id.in" >"$WORK/$id.out" 2>"$WORK/$id.err" &
+    # The FIFO's open in the child blocks until we open our end below.
+    d56_exec "$@" <"$WORK/$id.in" >"$WORK/$id.out" 2>"$WORK/$id.err" &
     D56_PID[$id]=$!
     local fd
     exec {fd}>"$WORK/$id.in"
     D56_FD[$id]=$fd
   else
-    setsid timeout -k 2 30 "${D56_ARGV[@]}" --name "$NAME" --socket "$SOCK" "$@" \
-      </dev/null >"$WORK/$id.out" 2>"$WORK/$id.err" &
+    d56_exec "$@" </dev/null >"$WORK/$id.out" 2>"$WORK/$id.err" &
     D56_PID[$id]=$!
   fi
 }
