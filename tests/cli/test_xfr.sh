@@ -51,7 +51,7 @@ for mode in sem ring; do
     t "$mode 256 MiB, writer first" xfer $((256 * 1048576)) writer-first "${flag[@]}"
     t "$mode 256 MiB, reader first" xfer $((256 * 1048576)) reader-first "${flag[@]}"
   else
-    echo "skip $mode 256 MiB (sanitizer build)"
+    echo "skip $mode 256 MiB (sanitizer build or SHMHOST_SKIP_LARGE)"
   fi
 done
 
@@ -104,6 +104,21 @@ stale() {
   expect_eq "$(cat "$WORK/out")" "fresh data" && [ ! -e "/dev/shm$NAME" ]
 }
 t "a stale object is replaced with a warning" stale
+
+# The progress line: on stderr when it is a terminal (script(1) gives the writer a pseudo
+# terminal), never otherwise (the transfers above require an empty stderr).
+progress() {
+  command -v script > /dev/null || { echo "script(1) missing: not checked"; return 0; }
+  head -c 3145735 /dev/urandom > "$WORK/in"
+  timeout -k 2 60 "$SHMHOST" xfr_reader --name "$NAME" > "$WORK/out" 2> "$WORK/r.err" & local rp=$!
+  local tty
+  tty=$(timeout -k 2 60 script -qec "'$SHMHOST' xfr_writer --name '$NAME' < '$WORK/in'" /dev/null) ||
+    fail "writer under script failed: $tty" || return 1
+  wait $rp || fail "reader: $(cat "$WORK/r.err")" || return 1
+  cmp "$WORK/in" "$WORK/out" || return 1
+  expect_match "$(printf '%s' "$tty" | tr '\r' '\n')" "^3145735 bytes +[0-9.]+ MiB/s +[0-9.]+ s" "progress"
+}
+t "a progress line on a terminal" progress
 
 # A peer killed mid-transfer: the other side exits 1 within a second, says which peer died,
 # and the object is gone (the writer's cleanup removes it; after a killed writer, the reader
