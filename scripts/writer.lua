@@ -152,11 +152,14 @@ local function notify_all()
 end
 
 local function shutdown()
-  d.lock:with(function() d.activation = false end)
+  -- Even when the segment is broken (truncated by a peer) the readers are woken and the
+  -- names removed: a reader woken over a broken segment reports it and ends.
+  local ok, err = pcall(d.lock.with, d.lock, function() d.activation = false end)
+  if not ok then io.stderr:write("writer: ", tostring(err), "\n") end
   notify_all()
   srv:close() -- removes the socket path
   seg:close() -- created here, so this unlinks the segment; readers keep their mappings
-  shm.exit(0)
+  shm.exit(ok and 0 or 1)
 end
 
 local function command(line)
@@ -202,5 +205,11 @@ while true do
   end
   local line = table.remove(queue, 1)
   if line == false then shutdown() end
-  command(line)
+  -- A segment truncated by a peer makes every access raise; end with a message, not a
+  -- traceback, and still tell the readers and remove the names.
+  local ok, err = pcall(command, line)
+  if not ok then
+    io.stderr:write("writer: ", tostring(err), "\n")
+    shutdown()
+  end
 end

@@ -6,6 +6,7 @@
 #   d56_case NAME FUNCTION [ARGS...]   runs FUNCTION as one case (through lib.sh's `t`) with
 #                            fresh object names, then kills what it started, removes leftovers
 #   d56_start ID KIND ROLE [ARGS...]   ROLE writer|reader; writers get a FIFO as stdin
+#   d56_start_cmd ID PROGRAM [ARGS...]   any other process (a fake peer)
 #   d56_send ID LINE         one command line to writer ID
 #   d56_eof ID               closes writer ID's stdin
 #   d56_wait_line ID REGEX [SECS]   waits until ID's stdout has a line matching REGEX
@@ -63,6 +64,20 @@ d56_start() {
     d56_exec "$@" </dev/null >"$WORK/$id.out" 2>"$WORK/$id.err" &
     D56_PID[$id]=$!
   fi
+}
+
+# d56_start_cmd ID PROGRAM [ARGS...]: any other process (a fake peer), in its own group too.
+d56_start_cmd() {
+  local id=$1
+  shift
+  D56_ARGV=("$@")
+  : >"$WORK/$id.out"
+  : >"$WORK/$id.err"
+  (
+    for fd in "${D56_FD[@]}"; do [ -n "$fd" ] && eval "exec $fd>&-"; done
+    exec setsid timeout -k 2 30 "${D56_ARGV[@]}"
+  ) </dev/null >"$WORK/$id.out" 2>"$WORK/$id.err" &
+  D56_PID[$id]=$!
 }
 
 d56_send() { printf '%s\n' "$2" >&"${D56_FD[$1]}"; }
