@@ -235,7 +235,7 @@ static sem_ud *sem_check(lua_State *L, int idx) {
 
 static const char *sem_label(lua_State *L, sem_ud *u) {
   if (u->named) return lua_pushstring(L, u->name);
-  return lua_pushfstring(L, "at offset %I", u->off);
+  return lua_pushfstring(L, "semaphore at offset %I", u->off);
 }
 
 /* The semaphore of the object at index 1, checked for `verb` (NULL: reading only). Pushes
@@ -345,7 +345,7 @@ static int sem_wait_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   if (lua_touserdata(L, 3) == (void *)&TRUNCATED)
-    return luaL_error(L, "semaphore %s: its segment was truncated by a peer",
+    return luaL_error(L, "%s: its segment was truncated by a peer",
                       sem_label(L, sem_ud_at(L, 1)));
   return lua_gettop(L) - 2;
 }

@@ -38,7 +38,7 @@ T.test("init, post, wait, trywait, value, timeouts", function()
   T.ok(shm.SEM_SIZE > 0)
   -- The largest value, then one more post: EOVERFLOW as nil, message, errno.
   T.eq(s:init(shm.SEM_VALUE_MAX), true)
-  msg, errno = T.checkfail("sem_post at offset 32", s.post, s)
+  msg, errno = T.checkfail("sem_post semaphore at offset 32: ", s.post, s)
   T.eq(errno, E.EOVERFLOW)
   s:close()
 end)
