@@ -4,6 +4,7 @@
  *   local r = shm.ring.create(seg, off, capacity)   -- or shm.ring.attach(seg, off)
  *   r:push(s) -> true | false (full)    r:put(s [, timeout]) waits for room
  *   r:pop() -> s | nil (empty)          r:get([timeout]) waits for a message
+ *   r:capacity(), r:used(), r:peer("producer"|"consumer") -> state, pid
  *
  * A ring keeps its segment alive through its user value, and finds its memory through the
  * segment on every call, so a segment that was closed raises instead of being read.
@@ -375,16 +376,25 @@ static int ring_used(lua_State *L) {
   return 1;
 }
 
-/* The peer of `role`'s state in the header: "alive", "closed", "dead" or "unknown". */
+/* r:peer(role): the process on side `role` ("producer" or "consumer") as the header records
+ * it: "absent" (no process has taken the side yet), "alive", "closed" (it closed its ring) or
+ * "dead" (it ended without closing), and its pid (nil when absent). */
 static int ring_peer(lua_State *L) {
   lring *r = ring_check(L, 1);
   static const char *const roles[] = {"producer", "consumer", NULL};
   int role = luaL_checkoption(L, 2, NULL, roles);
   shmh_seg *seg = ring_memory(L, 1, r);
-  int st = shmh_ring_peer(&r->ring, role, 1);
+  int32_t pid = shmh_ring_pid(&r->ring, role);
+  /* shmh_ring_peer answers for the peer of the side it is given. */
+  int st = shmh_ring_peer(&r->ring, !role, 1);
   shmh_segment_touched(L, seg);
-  lua_pushstring(L, st > 0 ? "alive" : st == 0 ? "closed" : "dead");
-  return 1;
+  if (pid == 0) {
+    lua_pushliteral(L, "absent");
+    return 1;
+  }
+  lua_pushstring(L, pid < 0 ? "closed" : st > 0 ? "alive" : "dead");
+  lua_pushinteger(L, pid < 0 ? -(lua_Integer)pid : pid);
+  return 2;
 }
 
 /* Touches the ring's memory at close only when the segment is still mapped: run protected,

@@ -268,6 +268,10 @@ static int peer_state(const shmh_ring *r, enum shmh_ring_role role, int probe) {
   return zombie(pid) ? -ESRCH : 1;
 }
 
+int32_t shmh_ring_pid(const shmh_ring *r, enum shmh_ring_role role) {
+  return LOAD(&hdr_of(r)->pid[role], ACQUIRE);
+}
+
 int shmh_ring_peer(const shmh_ring *r, enum shmh_ring_role role, int probe) {
   return peer_state(r, role, probe);
 }

@@ -101,6 +101,10 @@ void shmh_ring_claim(shmh_ring *r, enum shmh_ring_role role);
 /* Marks the side `role` as gone (its pid becomes negative) and wakes the other side. */
 void shmh_ring_leave(shmh_ring *r, enum shmh_ring_role role);
 
+/* The pid recorded for the side `role`: 0 when no process has taken it yet, > 0 the pid of
+ * the process that did, < 0 minus the pid of one that left. */
+int32_t shmh_ring_pid(const shmh_ring *r, enum shmh_ring_role role);
+
 /* The state of the peer of `role`: 1 alive or not yet arrived, 0 it left the ring,
  * -ESRCH it died. Without `probe` only the header is read (no system call), so a peer that
  * died without leaving still counts as alive. */
