@@ -31,7 +31,11 @@ local function die(msg)
 end
 
 -- connect{wait=S} retries while the path is missing or nobody listens yet.
-local conn, err = shm.unix.connect(D.address(o, {wait = o.wait}))
+local conn, err, errno = shm.unix.connect(D.address(o, {wait = o.wait}))
+if not conn and errno == shm.errno.EPROTOTYPE then
+  die(("reader: the writer at %s uses the other socket type (%s); give --seqpacket to both or neither")
+      :format(o.sockname, err))
+end
 if not conn then die(("reader: no writer at %s after %g s: %s"):format(o.sockname, o.wait, err)) end
 print("[INFO] connected to writer")
 

@@ -51,6 +51,11 @@ static int connect_writer(void) {
     if (connect(s, (struct sockaddr *)&a, alen) == 0) return s;
     int err = errno;
     close(s);
+    if (err == EPROTOTYPE) {
+      fprintf(stderr, "c_reader: the writer at %s uses the other socket type (connect: %s); "
+              "give --seqpacket to both or neither\n", sockname, strerror(err));
+      exit(1);
+    }
     if ((err != ENOENT && err != ECONNREFUSED && err != EAGAIN) || now() >= deadline) {
       fprintf(stderr, "c_reader: no writer at %s after %g s: connect: %s\n", sockname, opt.wait,
               strerror(err));
