@@ -133,9 +133,10 @@ static int mutex_lock_k(lua_State *L, int status, lua_KContext ctx) {
     lua_KContext max = (lua_KContext)(BACKOFF_MAX * 1e6);
     ctx = ctx * 2 > max ? max : ctx * 2;
     /* shmhost.sleep yields the task; when it is resumed Lua calls this function again (the
-     * continuation), which retries. */
+     * continuation), which retries. Its timers count whole milliseconds, so a delay below one
+     * becomes sleep(0): one turn of the loop, which lets the other tasks and callbacks run. */
     lua_pushvalue(L, lua_upvalueindex(1));
-    lua_pushnumber(L, delay);
+    lua_pushnumber(L, delay < 1e-3 ? 0 : delay);
     lua_callk(L, 1, 0, ctx, mutex_lock_k);
   }
 }
