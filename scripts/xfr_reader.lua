@@ -57,7 +57,7 @@ local function writer_died()
 end
 local watchdog = X.watchdog(function() return writer end, writer_died)
 
-io.stdout:setvbuf("full", 1 << 16)
+local out = X.stdout_writer(prog, block)
 local progress = X.progress()
 if mode == X.MODE_SEM then
   local wsem, rsem = shm.sem(seg, off.wsem), shm.sem(seg, off.rsem)
@@ -73,11 +73,13 @@ if mode == X.MODE_SEM then
     local n = seg:load("i32", off.cnt)
     if n < 0 or n > block then X.die(prog, ("bad block count %d (block is %d)"):format(n, block)) end
     if n == 0 then break end
-    X.write_stdout(prog, seg:read(X.DATA, n))
-    progress.add(n)
+    -- The block is copied out, so the writer may fill the next one while this one goes out.
+    local data = seg:read(X.DATA, n)
     wsem:post()
+    out.write(data)
+    progress.add(n)
   end
-  io.stdout:flush()
+  out.finish()
   wsem:post() -- the writer may remove the object now
 else
   local ring = assert(shm.ring.attach(seg, X.DATA))
@@ -94,10 +96,10 @@ else
     end
     if #s == 0 then break end
     if #s > block then X.die(prog, ("message of %d bytes, more than a block"):format(#s)) end
-    X.write_stdout(prog, s)
+    out.write(s)
     progress.add(#s)
   end
-  io.stdout:flush()
+  out.finish()
   seg:store("i32", off.done, 1)
   ring:close()
 end

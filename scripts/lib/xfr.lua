@@ -131,7 +131,11 @@ function X.stdin_reader(block)
       h:read_stop()
       reading = false
     end
-    if eof and not h:is_closing() then h:close() end
+    if eof and not h:is_closing() then
+      -- libuv made the descriptor non-blocking, which whoever shares it would see too.
+      if kind == "pipe" then h:set_blocking(true) end
+      h:close()
+    end
     if waiter then
       local w = waiter
       waiter = nil
@@ -167,10 +171,53 @@ function X.stdin_reader(block)
   end
 end
 
--- Writes all of s to stdout (fully buffered; the caller flushes at the end).
-function X.write_stdout(prog, s)
-  local ok, err = io.stdout:write(s)
-  if not ok then X.die(prog, "write stdout: " .. tostring(err)) end
+-- The reader's output. A regular file (or /dev/null) is written through io.stdout, fully
+-- buffered: a write to a file never waits long. A pipe or terminal is written through libuv,
+-- so a downstream that stops reading never freezes the loop (and with it the watch on the
+-- writer, which must still end the reader within a second): write(s) queues s and waits only
+-- while more than two blocks are queued; finish() waits until everything is written.
+function X.stdout_writer(prog, block)
+  local kind = uv.guess_handle(1)
+  if kind ~= "pipe" and kind ~= "tty" then
+    io.stdout:setvbuf("full", 1 << 16)
+    local function check(ok, err)
+      if not ok then X.die(prog, "write stdout: " .. tostring(err)) end
+    end
+    return {write = function(s) check(io.stdout:write(s)) end,
+            finish = function() check(io.stdout:flush()) end}
+  end
+  local h = kind == "tty" and uv.new_tty(1, false) or uv.new_pipe(false)
+  if kind == "pipe" then assert(h:open(1)) end
+  local waiter, failed
+  local function on_write(err)
+    if err and not failed then failed = err end
+    if waiter then
+      local w = waiter
+      waiter = nil
+      shm.resume(w)
+    end
+  end
+  local function drain(limit)
+    while not failed and h:get_write_queue_size() > limit do
+      waiter = coroutine.running()
+      shm.suspend()
+    end
+    if failed then X.die(prog, "write stdout: " .. failed) end
+  end
+  local w = {}
+  function w.write(s)
+    if #s == 0 then return end
+    local ok, err = h:write(s, on_write)
+    if not ok then X.die(prog, "write stdout: " .. tostring(err)) end
+    drain(2 * block)
+  end
+  function w.finish()
+    drain(0)
+    -- libuv made the descriptor non-blocking, which whoever shares the pipe would see too.
+    if kind == "pipe" then h:set_blocking(true) end
+    h:close()
+  end
+  return w
 end
 
 -- A progress line on stderr, redrawn at most four times a second, only on a terminal.

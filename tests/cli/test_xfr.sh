@@ -154,11 +154,33 @@ death() {
   [ "$dt" -lt 1000 ] || fail "survivor took $dt ms to notice" || return 1
   [ ! -e "/dev/shm${NAME}" ] || fail "/dev/shm${NAME} left behind"
 }
+# The reader's output goes to a pipe nobody reads: it cannot finish, but it still notices a
+# writer killed meanwhile, because stdout is written through the loop.
+stuck() {
+  rm -f "$WORK/fifo" "$WORK/sink"; mkfifo "$WORK/fifo" "$WORK/sink"
+  ( head -c 3000000 /dev/urandom; exec sleep 30 ) > "$WORK/fifo" & local feeder=$!
+  ( exec sleep 30 ) < "$WORK/sink" & local sink=$!
+  timeout -k 2 30 "$SHMHOST" xfr_writer --name "$NAME" "$@" < "$WORK/fifo" 2> "$WORK/w.err" & local wt=$!
+  timeout -k 2 30 "$SHMHOST" xfr_reader --name "$NAME" "$@" > "$WORK/sink" 2> "$WORK/r.err" & local rt=$!
+  local wp rc
+  wp=$(child_of $wt) || { kill $feeder $sink $wt $rt; fail "no writer"; return 1; }
+  sleep 1
+  local t0; t0=$(ms_now)
+  kill -KILL "$wp"
+  wait "$rt"; rc=$?
+  local dt=$(( $(ms_now) - t0 ))
+  kill $feeder $sink 2>/dev/null; wait $feeder $sink $wt 2>/dev/null
+  expect_eq "$rc" 1 "exit status of the reader" || { cat "$WORK/r.err" >&2; return 1; }
+  expect_match "$(cat "$WORK/r.err")" "writer \\(pid $wp\\) died" || return 1
+  [ "$dt" -lt 1000 ] || fail "the reader took $dt ms to notice" || return 1
+  [ ! -e "/dev/shm${NAME}" ] || fail "/dev/shm${NAME} left behind"
+}
 for mode in sem ring; do
   flag=(); [ $mode = ring ] && flag=(--ring)
   t "$mode: writer killed (SIGKILL) mid-transfer ends the reader" death writer KILL "${flag[@]}"
   t "$mode: writer killed (SIGTERM) mid-transfer ends the reader" death writer TERM "${flag[@]}"
   t "$mode: reader killed mid-transfer ends the writer" death reader KILL "${flag[@]}"
+  t "$mode: a reader whose output is stuck still notices a killed writer" stuck "${flag[@]}"
 done
 
 finish
