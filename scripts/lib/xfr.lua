@@ -21,7 +21,7 @@ X.Header = shm.layout{
 }
 X.MODE_SEM, X.MODE_RING = 1, 2
 X.DATA = (X.Header.size + 63) & ~63
-X.MAX_BLOCK = 1 << 30
+X.MAX_BLOCK = 1 << 28 -- 256 MiB: a ring of four such blocks stays under its 4 GiB limit
 
 function X.off(field) return X.Header:offset(field) end
 
