@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The Day56 exercises (examples/exercises/day56_*.lua) run to PASS, end with status 0 and
+# leave nothing behind: each spawns writers, readers or helper processes of its own.
+. "$(dirname "$0")/lib.sh"
+
+exercise() {
+  local name=$1
+  shift
+  run_sh 60 "exercises/$name" "$@"
+  expect_eq "$RC" 0 "$name exit status" || { printf '%s\n%s\n' "$OUT" "$ERR" >&2; return 1; }
+  expect_match "$OUT" '^PASS: ' "$name output" || return 1
+  [ -z "$(ls /dev/shm | grep "^day56_${name#day56_}_")" ] || { fail "$name left a segment"; return 1; }
+  [ -z "$(ls /tmp | grep "^day56_${name#day56_}_.*\.sock$")" ] || { fail "$name left a socket"; return 1; }
+}
+
+t "several readers" exercise day56_readers 3
+t "SOCK_SEQPACKET" exercise day56_seqpacket
+t "abstract socket" exercise day56_abstract
+t "shared ring buffer" exercise day56_ring 500
+t "no mutex: torn reads" exercise day56_no_mutex 0.3
+t "usage errors exit 2" bash -c '"$SHMHOST" exercises/day56_readers 0 2>/dev/null; [ $? -eq 2 ] &&
+  "$SHMHOST" exercises/day56_no_mutex -1 2>/dev/null; [ $? -eq 2 ]'
+finish
