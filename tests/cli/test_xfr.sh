@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # xfr_writer | xfr_reader end to end: stdin reaches stdout byte for byte (cmp) for 0, 1,
 # block-1, block, block+1, 3 MiB+7 and 256 MiB of random bytes, through two semaphores and
-# through the ring, with the reader started before and after the writer; nothing is left in
-# /dev/shm. The 256 MiB case is skipped under a sanitizer build (found by ldd, or forced with
-# SHMHOST_SKIP_LARGE=1) where it would take minutes.
+# through the ring, with the reader started before and after the writer; input from a pipe;
+# the progress line on a terminal only; usage errors, a missing writer, --ring on one side, a
+# stale object; and either side killed mid-transfer (even with the reader's output stuck),
+# which ends the other within a second. Nothing may be left in /dev/shm. The 256 MiB case is
+# skipped under a sanitizer build (found by ldd, or forced with SHMHOST_SKIP_LARGE=1) where it
+# would take minutes.
 source "$(dirname "$0")/lib.sh"
 NAME="/${TAG}_xfr"
 BLOCK=4096
