@@ -638,8 +638,11 @@ shmh_seg *shmh_segment_check(lua_State *L, int idx) { return &segment_open_at(L,
 void *shmh_segment_ptr(lua_State *L, int idx, lua_Integer off, size_t len, int write, int arg) {
   segment_ud *u = luaL_testudata(L, idx, SHMH_SEGMENT);
   if (u == NULL) {
-    if (arg > 0) luaL_typeerror(L, arg, SHMH_SEGMENT);
-    luaL_error(L, "%s expected, got %s", SHMH_SEGMENT, luaL_typename(L, idx));
+    /* The value may sit at another stack slot than the argument it came from (a sub-object
+     * pushes its segment), so the message names `arg` but describes the value at `idx`. */
+    const char *msg = lua_pushfstring(L, "%s expected, got %s", SHMH_SEGMENT, luaL_typename(L, idx));
+    if (arg > 0) luaL_argerror(L, arg, msg);
+    lua_error(L);
   }
   return segment_at(L, u, off, len, write, arg);
 }
