@@ -1,9 +1,9 @@
 -- Ping-pong between two processes (chapter 77's exercise): round trips over eventfd, semaphores, the ring or a spin word, with rate and latency percentiles
 --
 -- `shmhost pingpong` is the ping side. It starts the pong side itself (the same shmhost
--- binary, this same script, with `--role pong`), hands it a memfd segment and, for --via
--- eventfd, two eventfds over an abstract AF_UNIX socket (SCM_RIGHTS), so nothing of the run
--- has a name in /dev/shm or /tmp and nothing can be left behind. Each round trip writes a
+-- binary, this same script, with `--role pong`) and hands it a memfd segment and, for --via
+-- eventfd, two eventfds, in one message on an abstract AF_UNIX seqpacket socket
+-- (SCM_RIGHTS), so nothing of the run has a name in /dev/shm or /tmp to be left behind. Each round trip writes a
 -- message of --size bytes for the other side, wakes it, and waits for the echo, which must
 -- come back byte for byte.
 --
@@ -152,7 +152,7 @@ end
 -- ------------------------------------------------------------ pong
 
 local function pong(o)
-  local c, err = shm.unix.connect{abstract = o.socket, wait = 5}
+  local c, err = shm.unix.connect{abstract = o.socket, type = "seqpacket", wait = 5}
   if not c then die("connect to the ping side: " .. tostring(err)) end
   local msg, objs = c:recv()
   c:close()
@@ -203,7 +203,7 @@ local function ping(o)
   end
 
   local name = ("shmhost_pingpong_%d"):format(shm.pid())
-  local srv = assert(shm.unix.listen{abstract = name})
+  local srv = assert(shm.unix.listen{abstract = name, type = "seqpacket"})
   local script = debug.getinfo(1, "S").source:gsub("^@", "")
   local finished, exited, waiter = false, nil, nil
   local child, pid
