@@ -123,6 +123,25 @@ T.test("a region that is not a ring, or a corrupt one, is refused", function()
   r:close()
 end)
 
+T.test("a task waiting in get meets a corrupt record as nil, message, errno", function()
+  local seg <close> = segment("corruptwait", 4096)
+  local r = shm.ring.create(seg, 0, 512)
+  local res
+  shm.spawn(function() res = table.pack(r:get(5)) end)
+  shm.sleep(0.15) -- past the spin: the wait is in the thread now
+  T.eq(res, nil)
+  -- A "peer" publishes a record whose length runs past the data area (without a wake: the
+  -- sleeping slice ends within 100 ms and the loop looks again).
+  seg:set("u32", 256, 100000)
+  seg:set("u32", 260, 1)
+  seg:store("u64", 64, 16)
+  T.ok(T.wait_until(function() return res end, 2))
+  T.eq(res[1], nil)
+  T.ok(tostring(res[2]):find("corrupt"), tostring(res[2]))
+  T.eq(res[3], shm.errno.EBADMSG)
+  r:close()
+end)
+
 T.test("read-only segment cannot hold a ring", function()
   local seg <close> = segment("ro", 4096)
   shm.ring.create(seg, 0, 256):close()
