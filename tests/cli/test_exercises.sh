@@ -48,7 +48,7 @@ c_listed() {
 # Misuse of an exercise's arguments is a usage message and status 2, not a traceback.
 c_bad_arguments() {
   local ex
-  for ex in "sysv_pingpong 0" "throughput_vs_pipe x" "seqnum_race 1" "ring_messages -3" "xfr_roundtrip 0"; do
+  for ex in "sysv_pingpong 0" "throughput_vs_pipe x" "seqnum_race 1" "ring_messages -3" "xfr_roundtrip 0" "offsets_not_pointers 0"; do
     # shellcheck disable=SC2086
     run_sh 20 exercises/$ex
     [ "$RC" -eq 2 ] || fail "exercises/$ex: status $RC, expected 2 ($ERR)" || return 1
@@ -62,7 +62,7 @@ for f in "$SHMHOST_SRC"/examples/exercises/*.lua; do
   t "exercises/$name" run_exercise "$name"
   count=$((count + 1))
 done
-[ "$count" -ge 9 ] || { echo "FAIL only $count exercises found"; _failed=$((_failed + 1)); }
+[ "$count" -ge 12 ] || { echo "FAIL only $count exercises found"; _failed=$((_failed + 1)); }
 t "every exercise is listed by shmhost -l" c_listed
 t "bad exercise arguments are usage errors" c_bad_arguments
 finish
