@@ -15,7 +15,8 @@
 #include "ring.h"
 
 /* Offsets of the header fields the tests corrupt on purpose (ring.c fixes them). */
-enum { OFF_VERSION = 4, OFF_CAPACITY = 8, OFF_PID = 16, OFF_HEAD = 64, OFF_TAIL = 128 };
+enum { OFF_VERSION = 4, OFF_CAPACITY = 8, OFF_PID = 16, OFF_HEAD = 64, OFF_TAIL = 128,
+       OFF_WAITING = 192, OFF_SEQ = 200 };
 
 static double now(void) {
   struct timespec ts;
@@ -249,6 +250,55 @@ static void t_wrap_whole(void) {
   free(mem);
 }
 
+static uint32_t peek32(const void *mem, size_t off) {
+  uint32_t v;
+  memcpy(&v, (const char *)mem + off, 4);
+  return v;
+}
+
+/* The wake-up protocol: a side is signalled only after it announced that it goes to sleep,
+ * once, so a busy stream makes no futex call per message. The futex word of a side changes
+ * exactly when it is woken; its flag is cleared by the wake. */
+static void t_wake_only_sleepers(void) {
+  size_t region = shmh_ring_footprint(256);
+  void *mem = exact(region);
+  shmh_ring r;
+  char buf[64];
+  size_t len;
+  CHECK_EQ(shmh_ring_create(&r, mem, region, 256), 0);
+  for (int i = 0; i < 1000; i++) {
+    CHECK_EQ(shmh_ring_push(&r, "busy", 4), 0);
+    CHECK_EQ(shmh_ring_pop(&r, buf, sizeof buf, &len), 0);
+  }
+  CHECK_EQ(peek32(mem, OFF_SEQ), 0);     /* the producer was never woken */
+  CHECK_EQ(peek32(mem, OFF_SEQ + 4), 0); /* nor the consumer */
+  /* The consumer announces its sleep on an empty ring: the next push wakes it, once. */
+  uint32_t *word, value;
+  CHECK_EQ(shmh_ring_prepare(&r, SHMH_RING_CONSUMER, 0, &word, &value), 0);
+  CHECK(word == (uint32_t *)((char *)mem + OFF_SEQ + 4));
+  CHECK_EQ(peek32(mem, OFF_WAITING + 4), 1);
+  CHECK_EQ(shmh_ring_push(&r, "a", 1), 0);
+  CHECK_EQ(peek32(mem, OFF_WAITING + 4), 0);
+  CHECK_EQ(peek32(mem, OFF_SEQ + 4), value + 1);
+  /* The sleep that was about to start returns at once: the word moved. */
+  CHECK_EQ(shmh_ring_sleep(word, value, 5000), 0);
+  CHECK_EQ(shmh_ring_push(&r, "b", 1), 0);
+  CHECK_EQ(peek32(mem, OFF_SEQ + 4), value + 1);
+  /* With a message waiting, preparing finds it ready and does not announce a sleep. */
+  CHECK_EQ(shmh_ring_prepare(&r, SHMH_RING_CONSUMER, 0, &word, &value), 1);
+  CHECK_EQ(peek32(mem, OFF_WAITING + 4), 0);
+  /* The producer side: full ring, announce, one pop wakes it. */
+  while (shmh_ring_push(&r, "0123456789", 10) == 0) {}
+  CHECK_EQ(shmh_ring_prepare(&r, SHMH_RING_PRODUCER, 10, &word, &value), 0);
+  CHECK_EQ(peek32(mem, OFF_WAITING), 1);
+  CHECK_EQ(shmh_ring_pop(&r, buf, sizeof buf, &len), 0);
+  CHECK_EQ(peek32(mem, OFF_WAITING), 0);
+  CHECK_EQ(peek32(mem, OFF_SEQ), value + 1);
+  CHECK_EQ(shmh_ring_pop(&r, buf, sizeof buf, &len), 0);
+  CHECK_EQ(peek32(mem, OFF_SEQ), value + 1);
+  free(mem);
+}
+
 /* The consumer sleeps with a slice far longer than the test allows: only a futex wake from
  * the producer process can end its wait in time. */
 static void t_wakeup(void) {
@@ -426,5 +476,5 @@ static void t_two_process_stream(void) {
 
 int main(void) {
   return RUN(t_create_attach, t_corrupt_header, t_corrupt_records, t_every_length, t_full_empty,
-             t_wrap_whole, t_wakeup, t_peer_death, t_two_process_stream);
+             t_wrap_whole, t_wake_only_sleepers, t_wakeup, t_peer_death, t_two_process_stream);
 }
