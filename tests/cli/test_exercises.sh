@@ -48,7 +48,7 @@ c_listed() {
 # Misuse of an exercise's arguments is a usage message and status 2, not a traceback.
 c_bad_arguments() {
   local ex
-  for ex in "sysv_pingpong 0" "throughput_vs_pipe x" "seqnum_race 1" "ring_messages -3" "xfr_roundtrip 0" "offsets_not_pointers 0"; do
+  for ex in "sysv_pingpong 0" "throughput_vs_pipe x" "seqnum_race 1" "ring_messages -3" "xfr_roundtrip 0" "offsets_not_pointers 0" "blocks_via_pipes 1 0"; do
     # shellcheck disable=SC2086
     run_sh 20 exercises/$ex
     [ "$RC" -eq 2 ] || fail "exercises/$ex: status $RC, expected 2 ($ERR)" || return 1
