@@ -7,11 +7,13 @@
 # so with a warning).
 #
 #   bash tools/demo.sh PATH_TO_SHMHOST
+#
+# DAY56_NAME and DAY56_SOCKET replace the lab's names (the test of this demo uses its own).
 set -u
 SHMHOST=${1:?usage: bash tools/demo.sh PATH_TO_SHMHOST}
 [ -x "$SHMHOST" ] || { echo "demo: $SHMHOST is not an executable" >&2; exit 2; }
-NAME=/day56_shm
-SOCK=/tmp/day56_shm_ctrl.sock
+NAME=${DAY56_NAME:-/day56_shm}
+SOCK=${DAY56_SOCKET:-/tmp/day56_shm_ctrl.sock}
 PAUSE=0.4
 
 tmp=$(mktemp -d /tmp/shmhost_demo.XXXXXX)
@@ -25,7 +27,7 @@ finish() {
 }
 trap finish EXIT
 
-say() { printf '%-8s| %s\n' demo "$*"; }
+say() { printf 'demo | %s\n' "$*"; }
 
 # start ID ARGS...: runs `shmhost ARGS...` in a process group of its own with a deadline; its
 # stdout and stderr are shown prefixed with ID as they come, kept in $tmp/ID.log, and its exit
@@ -38,7 +40,7 @@ start() {
     id=$1 tmp=$2
     shift 2
     { timeout -k 2 30 "$@" 2>&1; echo $? >"$tmp/$id.rc"; } 9>&- |
-      tee "$tmp/$id.log" | sed -u "s/^/$(printf "%-8s" "$id")| /"
+      tee "$tmp/$id.log" | sed -u "s/^/$id | /"
   ' _ "$id" "$tmp" "$SHMHOST" "$@" <"$input" 9>&- &
   groups+=($!)
 }
@@ -60,11 +62,11 @@ gone() { [ ! -e "/dev/shm$NAME" ] && [ ! -e "$SOCK" ]; }
 say "the Day56 lab: segment $NAME, control socket $SOCK"
 [ -e "/dev/shm$NAME" ] && say "a segment $NAME exists already (stale from an earlier run?)"
 mkfifo "$tmp/writer.in"
-start writer writer
+start writer writer --name "$NAME" --socket "$SOCK"
 # Opening our end of the FIFO completes the writer's open of its stdin.
 exec 9>"$tmp/writer.in"
-start reader1 reader
-start reader2 reader
+start reader1 reader --name "$NAME" --socket "$SOCK"
+start reader2 reader --name "$NAME" --socket "$SOCK"
 # Ready: both readers wait for updates (or the writer has already given up).
 both_ready() { ended writer || { ready reader1 && ready reader2; }; }
 if ! until_true 10 both_ready || ended writer; then
@@ -92,7 +94,7 @@ wait
 if gone; then
   say "nothing left: no $NAME in /dev/shm, no socket at $SOCK"
 else
-  ls -l "/dev/shm$NAME" "$SOCK" 2>/dev/null | sed 's/^/demo    | left: /'
+  ls -l "/dev/shm$NAME" "$SOCK" 2>/dev/null | sed "s/^/demo | left: /"
   say "FAIL: the writer left objects behind"
   status=1
 fi
