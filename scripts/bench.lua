@@ -284,11 +284,11 @@ local function transfer(x, side)
   if mech == "ring" then
     local r = x.rings
     local function put(ring, s)
-      local ok, err = ring:put(s, deadline - shm.now())
+      local ok, err = ring:put(s, math.max(0, deadline - shm.now()))
       if not ok then error("ring put: " .. tostring(err), 0) end
     end
     local function get(ring)
-      local s, err = ring:get(deadline - shm.now())
+      local s, err = ring:get(math.max(0, deadline - shm.now()))
       if not s then error("ring get: " .. tostring(err), 0) end
       return s
     end
@@ -675,8 +675,15 @@ local function measure_all(o, selected)
       end
     end
   end
+  -- Without a C pipe, the Lua pipe is the base of the "vs pipe" column: measure it even when
+  -- it was not asked for (its row is shown only when it was).
+  local lua_list = {table.unpack(selected)}
+  if not (C["pipe/throughput"] and C["pipe/latency"] and C["pipe/throughput"].value
+          and C["pipe/latency"].value) and not (o.only == nil or o.only.pipe) then
+    lua_list[#lua_list + 1] = BY_NAME.pipe
+  end
   for _, metric in ipairs(METRICS) do
-    for _, m in ipairs(selected) do
+    for _, m in ipairs(lua_list) do
       local key = m.name .. "/" .. metric
       if m.why then L[key] = {why = m.why}
       else
@@ -689,6 +696,9 @@ local function measure_all(o, selected)
         if not r then L[key] = {why = "cannot start the runner: " .. err}
         else
           parse(r.out, L)
+          -- A peer that failed says why on stderr; the runner only saw it end.
+          local said = r.err:match("\n?shmhost: ([^\n]*)") or r.err:match("\n?bench: ([^\n]*)")
+          if L[key] and L[key].why and said then L[key].why = L[key].why .. " (" .. said .. ")" end
           if not L[key] then
             L[key] = {why = r.timeout and "the runner passed its deadline"
                           or ("the runner failed (status %d, signal %d): %s")
@@ -756,7 +766,8 @@ local function print_table(o, sections, base, why_c)
         l = l .. ("%13.3f"):format(v)
         for _, c in ipairs(s.cols) do
           local x = r.ratios[c[1]]
-          l = l .. (x and ("  %12.3f"):format(x) or ("  %12s"):format("-"))
+          -- %g keeps small ratios from printing as zero (0.0003 stays 0.0003).
+          l = l .. (x and ("  %12.4g"):format(x) or ("  %12s"):format("-"))
         end
       else
         l = l .. "  unavailable: " .. r.why
