@@ -39,7 +39,19 @@ end
 if not conn then die(("reader: no writer at %s after %g s: %s"):format(o.sockname, o.wait, err)) end
 print("[INFO] connected to writer")
 
+-- A writer sends its hello as soon as it accepts; something else listening there may never
+-- send anything, so the hello has a deadline.
+local HELLO_WAIT = 5
+local hello_done = false
+shm.spawn(function()
+  shm.sleep(HELLO_WAIT)
+  if not hello_done then
+    die(("reader: nothing from %s within %d s of connecting (is a Day56 writer listening there?)")
+        :format(o.sockname, HELLO_WAIT))
+  end
+end)
 local hello, objs = conn:recv()
+hello_done = true
 if not hello then
   die("reader: the writer closed the connection before sending an eventfd (" .. tostring(objs) .. ")")
 end

@@ -21,6 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* How long the writer's first message may take after connect. */
+#define HELLO_WAIT_MS 5000
+
 static struct day56_opts opt;
 static char sockname[128];
 
@@ -77,6 +80,16 @@ static int receive_eventfd(int s) {
   struct iovec iov = {data, sizeof data - 1};
   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl.buf,
                      .msg_controllen = sizeof ctrl.buf};
+  /* A writer sends this as soon as it accepts; something else listening there may never
+   * send anything, so it has a deadline. */
+  struct pollfd p = {.fd = s, .events = POLLIN};
+  int ready;
+  while ((ready = poll(&p, 1, HELLO_WAIT_MS)) < 0 && errno == EINTR) {}
+  if (ready == 0) {
+    fprintf(stderr, "c_reader: nothing from %s within %d s of connecting (is a Day56 writer "
+            "listening there?)\n", sockname, HELLO_WAIT_MS / 1000);
+    exit(1);
+  }
   ssize_t n = recvmsg(s, &m, MSG_CMSG_CLOEXEC);
   if (n < 0) die("recvmsg", sockname);
   if (n == 0) {

@@ -14,6 +14,7 @@ local c = srv:accept()
 if mode == "close" then c:close()
 elseif mode == "nofd" then c:send("day56 " .. name .. "\n")
 elseif mode == "fd" then c:send("day56 " .. name .. "\n", {shm.eventfd{}})
+elseif mode == "silent" then -- accepts and never says anything
 elseif mode == "small" then
   local seg = assert(shm.open(name, {create = true, size = 16}))
   c:send("day56 " .. name .. "\n", {shm.eventfd{}})
@@ -28,7 +29,7 @@ fake() {
     d56_start_cmd fake "$SHMHOST" -e "$FAKE" "$mode" "$SOCK" "$NAME" || return 1
     d56_wait_line fake listening || return 1
     d56_start r "$kind" reader || return 1
-    d56_expect_rc r 1 5 || return 1
+    d56_expect_rc r 1 10 || return 1 # the silent case takes the readers' 5 s hello deadline
     expect_match "$(cat "$WORK/r.err")" "$re" "$kind reader's message" || return 1
     expect_eq "$(grep -c 'epoll wait start' "$WORK/r.out")" 0 "$kind reader's output" || return 1
     d56_kill fake
@@ -82,6 +83,7 @@ truncated() {
 
 d56_case "readers: the writer hangs up at once" fake close "closed the connection before sending an eventfd"
 d56_case "readers: the hello carries no descriptor" fake nofd "carried no (eventfd|descriptor)"
+d56_case "readers: the listener never sends a hello" fake silent "nothing from .* within 5 s"
 d56_case "readers: the segment does not exist" fake fd "shm_open.*No such file"
 d56_case "readers: the segment is too small" fake small "less than struct shm_data"
 d56_case "lua writer: a client sending garbage" garbage_client lua
