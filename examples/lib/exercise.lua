@@ -229,7 +229,10 @@ local function finish(ok, summary)
     print("PASS" .. (summary and (": " .. summary) or ""))
     shm.exit(0)
   end
-  print("FAIL" .. (failures > 0 and (": " .. failures .. " check(s) failed") or ""))
+  local why = {}
+  if not ok then why[#why + 1] = "stopped by the error above" end
+  if failures > 0 then why[#why + 1] = failures .. " check(s) failed" end
+  print("FAIL: " .. table.concat(why, "; "))
   shm.exit(1)
 end
 
