@@ -447,8 +447,9 @@ static int ctx_open(struct ctx *x, const struct params *p, enum metric m) {
   x->p = p;
   size_t size = p->size ? p->size : 1;
   if (m == THROUGHPUT) {
-    /* Room for a few dozen messages, and at least a megabyte, as a stream would use. */
-    uint64_t cap = shmh_ring_cost(size) * 32;
+    /* A megabyte, or four messages when they are larger: enough to keep both sides busy
+     * (the Lua side sizes its ring the same way). */
+    uint64_t cap = shmh_ring_cost(size) * 4;
     x->ring_cap = align_up(cap < (1u << 20) ? (1u << 20) : (size_t)cap, 8);
   } else {
     x->ring_cap = LAT_RING_CAP;
@@ -678,7 +679,7 @@ int main(int argc, char **argv) {
       usage(stdout);
       return 0;
     } else if (strcmp(a, "--size") == 0) {
-      rc = parse_long(a, v, 1, 64L << 20, &size);
+      rc = parse_long(a, v, 1, 16L << 20, &size);
     } else if (strcmp(a, "--count") == 0) {
       rc = parse_long(a, v, 1, 1L << 30, &count);
     } else if (strcmp(a, "--rounds") == 0) {

@@ -187,14 +187,14 @@ end
 
 -- A luv pipe as a writer. Writes that complete at once still call back only on the next loop
 -- turn, so a sender that never yields would pile up requests (and the strings they hold):
--- past WINDOW outstanding writes it waits for the callbacks to catch up.
-local WINDOW = 64
+-- past WINDOW outstanding writes, or WINDOW_BYTES, it waits for the callbacks to catch up.
+local WINDOW, WINDOW_BYTES = 64, 4 << 20
 local function pipe_writer(h)
-  local pending, waiter, failure = 0, nil, nil
+  local pending, bytes, waiter, failure = 0, 0, nil, nil
   local function done(err)
     pending = pending - 1
     if err and not failure then failure = "write: " .. err end
-    if waiter and (pending <= WINDOW // 2 or failure) then
+    if waiter and ((pending <= WINDOW // 2 and bytes <= WINDOW_BYTES // 2) or failure) then
       local w = waiter
       waiter = nil
       shm.resume(w)
@@ -203,10 +203,14 @@ local function pipe_writer(h)
   local w = {}
   function w.write(s)
     if failure then error(failure, 0) end
-    pending = pending + 1
-    local ok, err = h:write(s, done)
+    pending, bytes = pending + 1, bytes + #s
+    local n = #s
+    local ok, err = h:write(s, function(e)
+      bytes = bytes - n
+      done(e)
+    end)
     if not ok then error("write: " .. tostring(err), 0) end
-    while pending > WINDOW and not failure do
+    while (pending > WINDOW or bytes > WINDOW_BYTES) and not failure do
       waiter = coroutine.running()
       shm.suspend()
     end
@@ -233,7 +237,8 @@ local function plan(metric, size)
   p.data = line(128 + 2 * line(sem_size))
   local at = line(p.data + size)
   if metric == "throughput" then
-    p.capacity = math.max(1 << 20, 32 * ((8 + size + 7) & ~7))
+    -- A megabyte, or four messages when they are larger: enough to keep both sides busy.
+    p.capacity = math.max(1 << 20, 4 * ((8 + size + 7) & ~7))
   else
     p.capacity = 4096
   end
