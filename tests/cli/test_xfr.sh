@@ -108,6 +108,37 @@ stale() {
 }
 t "a stale object is replaced with a warning" stale
 
+# A peer that breaks the protocol: a count larger than the block it announced, or a ring
+# message larger than a block. The reader refuses the data with a message, writes none of it,
+# and removes nothing it did not create (the fake writer removes its object at exit).
+hostile() {
+  local mode=$1
+  timeout -k 2 20 "$SHMHOST" -e '
+    package.path = arg[1] .. "/scripts/lib/?.lua;" .. package.path
+    local X, shm = require "xfr", require "shmhost"
+    local mode = arg[3] == "ring" and X.MODE_RING or X.MODE_SEM
+    local seg = assert(shm.open(arg[2], {create = true, size = X.segment_size(mode, 16)}))
+    for f, v in pairs{writer_pid = shm.pid(), mode = mode, block = 16, cnt = 1000} do
+      seg:store("i32", X.off(f), v)
+    end
+    if mode == X.MODE_SEM then
+      shm.sem(seg, X.off("wsem")):init(0)
+      shm.sem(seg, X.off("rsem")):init(1)
+    else
+      assert(shm.ring.create(seg, X.DATA, X.ring_capacity(16)):push(string.rep("x", 17)))
+    end
+    seg:store("i32", X.off("ready"), 1)
+    shm.sleep(5)' "$SHMHOST_SRC" "$NAME" "$mode" & local fp=$!
+  local rflag=(); [ "$mode" = ring ] && rflag=(--ring)
+  run_sh 20 xfr_reader --name "$NAME" "${rflag[@]}" > "$WORK/out"
+  kill $fp 2>/dev/null; wait $fp 2>/dev/null
+  expect_eq "$RC" 1 "exit status" || return 1
+  expect_match "$ERR" "bad block count 1000 \\(block is 16\\)|message of 17 bytes, more than a block" &&
+  expect_eq "$OUT" "" "output"
+}
+t "a writer that sends a count past its block is refused" hostile sem
+t "a writer that sends a ring message past its block is refused" hostile ring
+
 # The progress line: on stderr when it is a terminal (script(1) gives the writer a pseudo
 # terminal), never otherwise (the transfers above require an empty stderr).
 progress() {

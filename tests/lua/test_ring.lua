@@ -356,4 +356,19 @@ T.test("rings dropped while their threads exist are collected cleanly", function
   r:close()
 end)
 
+T.test("exit before the first wait, with a ring and a luv timer open, ends clean", function()
+  local c = T.shmhost{"-e", [[
+    local shm, uv = require "shmhost", require "luv"
+    local seg = assert(shm.memfd("exit", {size = 4096}))
+    local r = shm.ring.create(seg, 0, 64)
+    assert(r:push("left in the ring"))
+    local t = uv.new_timer()
+    t:start(1000, 1000, function() end)
+    shm.exit(3)
+  ]], timeout = 10}
+  T.eq(c.signal, 0, "signal")
+  T.eq(c.code, 3, "exit status")
+  T.eq(c.stderr, "")
+end)
+
 T.done()
