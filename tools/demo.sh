@@ -12,6 +12,9 @@
 set -u
 SHMHOST=${1:?usage: bash tools/demo.sh PATH_TO_SHMHOST}
 [ -x "$SHMHOST" ] || { echo "demo: $SHMHOST is not an executable" >&2; exit 2; }
+# The scenarios of this tree come first, before any installed copy.
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export SHMHOST_PATH="$SRC/scripts:$SRC/examples${SHMHOST_PATH:+:$SHMHOST_PATH}"
 NAME=${DAY56_NAME:-/day56_shm}
 SOCK=${DAY56_SOCKET:-/tmp/day56_shm_ctrl.sock}
 PAUSE=0.4

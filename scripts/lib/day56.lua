@@ -70,21 +70,37 @@ end
 -- Calls on_line(line) for every line of stdin (without its "\n"; a last line without one
 -- too) and then on_eof(), from the loop, so that the process keeps serving other events
 -- while it waits for input. A regular file or a character device cannot be watched by
--- epoll (libuv sees both as files), so those are read with fs_read instead.
+-- epoll (libuv sees both as files), so those are read with fs_read instead. A line longer
+-- than LINE_MAX is dropped with a message rather than held in memory.
+M.LINE_MAX = 1024 * 1024
 function M.read_lines(on_line, on_eof)
-  local buf = ""
-  local function feed(data)
-    buf = buf .. data
-    while true do
-      local nl = buf:find("\n", 1, true)
-      if not nl then break end
-      local line = buf:sub(1, nl - 1)
-      buf = buf:sub(nl + 1)
-      on_line(line)
+  local pending, size, overlong = {}, 0, false
+  local function line_done()
+    if overlong then
+      io.stderr:write(("stdin: a line longer than %d bytes was ignored\n"):format(M.LINE_MAX))
+    else
+      on_line(table.concat(pending))
     end
+    pending, size, overlong = {}, 0, false
+  end
+  local function keep(piece)
+    size = size + #piece
+    if size > M.LINE_MAX then overlong, pending = true, {} end
+    if not overlong then pending[#pending + 1] = piece end
+  end
+  local function feed(data)
+    local start = 1
+    while true do
+      local nl = data:find("\n", start, true)
+      if not nl then break end
+      keep(data:sub(start, nl - 1))
+      line_done()
+      start = nl + 1
+    end
+    if start <= #data then keep(data:sub(start)) end
   end
   local function finish()
-    if buf ~= "" then on_line(buf) buf = "" end
+    if size > 0 or overlong then line_done() end
     on_eof()
   end
   local kind = uv.guess_handle(0)

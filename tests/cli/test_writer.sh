@@ -72,6 +72,16 @@ stdin_kinds() {
   done
 }
 
+# A line of 2 MiB is dropped with a message (not kept in memory); the next ones still work.
+huge_line() {
+  { printf -- '-w '; head -c $((2 * 1024 * 1024)) /dev/zero | tr '\0' x; printf '\n-w ok\n-s\n'; } |
+    timeout -k 2 20 "$SHMHOST" writer --name "$NAME" --socket "$SOCK" >"$WORK/out" 2>"$WORK/err"
+  expect_eq "$?" 0 "exit status" || return 1
+  expect_match "$(cat "$WORK/err")" "^stdin: a line longer than 1048576 bytes was ignored$" || return 1
+  expect_eq "$(tail -n 2 "$WORK/out")" $'counter=2\nmessage=ok' "-s after it" || return 1
+  d56_gone
+}
+
 options() {
   run_sh writer --bogus
   expect_eq "$RC" 2 "unknown option" || return 1
@@ -165,6 +175,7 @@ wrong_name() {
 
 d56_case "writer commands and their mistakes" commands
 d56_case "end of input from a file, /dev/null and a pipe" stdin_kinds
+d56_case "a 2 MiB line" huge_line
 d56_case "options" options
 d56_case "a socket path that is not a socket" not_a_socket
 d56_case "SIGTERM to the writer" sigterm

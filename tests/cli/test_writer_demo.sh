@@ -3,6 +3,8 @@
 # line prefixed with its process, PASS at the end and nothing left; also over a stale segment
 # and socket, and a clear failure (not a hang) when the socket path is taken by a plain file.
 . "$(dirname "$0")/lib.sh"
+# This tree's scripts, not an installed copy that would come first in the search path.
+export SHMHOST_PATH="$SHMHOST_SRC/scripts:$SHMHOST_SRC/examples"
 
 export DAY56_NAME="/day56_demo_$$"
 export DAY56_SOCKET="/tmp/day56_demo_$$.sock"

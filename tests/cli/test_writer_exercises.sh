@@ -2,6 +2,8 @@
 # The Day56 exercises (examples/exercises/day56_*.lua) run to PASS, end with status 0 and
 # leave nothing behind: each spawns writers, readers or helper processes of its own.
 . "$(dirname "$0")/lib.sh"
+# This tree's scripts, not an installed copy that would come first in the search path.
+export SHMHOST_PATH="$SHMHOST_SRC/scripts:$SHMHOST_SRC/examples"
 
 exercise() {
   local name=$1

@@ -13,6 +13,9 @@
 #   d56_wait_exit ID SECS    waits for ID to end; sets RC
 #   d56_kill ID              SIGKILL to ID's whole process group
 . "$(dirname "${BASH_SOURCE[0]}")/../cli/lib.sh"
+# The scenarios under test are this tree's: an installed copy (make install) would otherwise
+# come first in shmhost's search path and be tested instead.
+export SHMHOST_PATH="$SHMHOST_SRC/scripts:$SHMHOST_SRC/examples"
 
 : "${SHMHOST_BUILD:=$(dirname "$SHMHOST")}"
 C_WRITER="$SHMHOST_BUILD/c_writer"
