@@ -1,4 +1,4 @@
--- Exercise (System V pitfalls): IPC_CREAT without IPC_EXCL silently opens an existing segment of another size; a bigger size is EINVAL; IPC_PRIVATE is always new; IPC_RMID while attached
+-- Exercise (System V pitfalls): IPC_CREAT without IPC_EXCL silently opens an existing segment of another size; IPC_EXCL tells; IPC_PRIVATE is always new; IPC_RMID while attached
 --
 -- usage: shmhost exercises/sysv_existing_key
 --
