@@ -101,5 +101,5 @@ else
   say "FAIL: the writer left objects behind"
   status=1
 fi
-[ "$status" -eq 0 ] && say "PASS" || say "FAIL"
+if [ "$status" -eq 0 ]; then say "PASS"; else say "FAIL"; fi
 exit "$status"
