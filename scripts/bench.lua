@@ -110,20 +110,7 @@ local function options(args)
   return o
 end
 
--- ------------------------------------------------------------ waiting on luv from a task
-
--- Suspends the running task until `start(done)` calls done(...) from a luv callback; returns
--- what done was given.
-local function await(start)
-  local task, result, fired = coroutine.running(), nil, false
-  start(function(...)
-    if fired then return end
-    fired, result = true, table.pack(...)
-    shm.resume(task)
-  end)
-  if not fired then shm.suspend() end
-  return table.unpack(result, 1, result.n)
-end
+-- ------------------------------------------------------------ byte streams and luv handles
 
 -- A byte stream read in exact amounts: `source()` returns the next non-empty chunk or raises.
 local function reader(source)
@@ -452,7 +439,7 @@ local function runner(o)
   local mech, metric = o.run.mech, o.run.metric
   local function skip(reason)
     print(("skip mech=%s metric=%s impl=lua reason=%s"):format(mech, metric,
-          tostring(reason):gsub("\n", " ")))
+          (tostring(reason):gsub("\n", " "))))
     shm.exit(0)
   end
   if not BY_NAME[mech] or (metric ~= "throughput" and metric ~= "latency") then
@@ -460,6 +447,7 @@ local function runner(o)
   end
   if BY_NAME[mech].why then skip(BY_NAME[mech].why) end
   local watch = watch_parent("runner")
+  local child, finished, exited, exit_waiter
   -- A transfer that hangs (a wait without a timeout, a peer that stopped) ends here.
   local limit = uv.new_timer()
   limit:start(o.deadline * 1000, 0, function()
@@ -470,7 +458,6 @@ local function runner(o)
   local size = metric == "throughput" and o.size or 1
   local x = {mech = mech, metric = metric, size = size, count = o.count,
              deadline = shm.now() + o.deadline}
-  local child, finished, exited, exit_waiter
   local function wake_exit()
     if exit_waiter then
       local w = exit_waiter
