@@ -11,18 +11,23 @@
 ---@field errno table<string, integer>  errno names: shm.errno.EEXIST, shm.errno.ENOENT, ...
 ---@field unix shmhost.unixlib          AF_UNIX sockets
 ---@field ring shmhost.ringlib          the shared-memory ring
+---@field MUTEX_SIZE integer            sizeof(pthread_mutex_t)
+---@field SEM_SIZE integer              sizeof(sem_t)
+---@field SEM_VALUE_MAX integer         the largest semaphore value
 local shm = {}
 
 -- ---------------------------------------------------------------- runtime
 
----Starts a task (a coroutine on the loop) running fn(...).
+---Starts a task (a coroutine on the loop) running fn(...); it first runs when the caller yields.
 ---@param fn fun(...: any)
 ---@param ... any
 ---@return thread
 function shm.spawn(fn, ...) end
 
----Suspends the running task for `s` seconds; other tasks and callbacks keep running.
----@param s number
+---Suspends the running task for `s` seconds (default 0: let the other ready tasks run first);
+---other tasks and callbacks keep running. Raises outside a task.
+---@param s? number
+---@return true
 function shm.sleep(s) end
 
 ---Monotonic clock in seconds, nanosecond resolution.
@@ -33,17 +38,22 @@ function shm.now() end
 ---@return integer
 function shm.pid() end
 
----Ends the process at once with `code` (default 0), after cleanup of created objects.
----@param code? integer
+---Ends the process at once after cleanup of created objects: nil or true is status 0, false
+---is 1, else an integer 0..255. Does not return.
+---@param code? integer|boolean
 function shm.exit(code) end
 
 ---Suspends the running task until shm.resume(task, ...) is called; returns those values.
+---Raises outside a task.
 ---@return any ...
 function shm.suspend() end
 
----Resumes a task suspended by shm.suspend() with the given values (from a luv callback).
+---Resumes a task suspended by shm.suspend() with the given values (from a luv callback); the
+---task runs from the loop after the caller's code.
 ---@param task thread
 ---@param ... any
+---@return boolean ok
+---@return string? err "task is not suspended"
 function shm.resume(task, ...) end
 
 -- ---------------------------------------------------------------- segments
@@ -68,16 +78,16 @@ function shm.resume(task, ...) end
 ---@field keep? boolean     do not IPC_RMID the created segment at exit
 
 ---@class shmhost.memfd_opts
----@field size integer      bytes
+---@field size integer      bytes (required)
 ---@field seal? boolean     seal against growing and shrinking (no peer can truncate it)
----@field mode? shmhost.mode
+---@field mode? shmhost.mode (default "0600")
 
 ---@alias shmhost.scalar "i8"|"i16"|"i32"|"i64"|"u8"|"u16"|"u32"|"u64"|"f32"|"f64"|"bool"
 
 ---A shared-memory segment: POSIX (shm_open), System V (shmget) or memfd.
 ---@class shmhost.segment
 ---@field name string|nil   POSIX and memfd name ("/x"); nil for System V
----@field kind "posix"|"sysv"|"memfd"
+---@field kind "posix"|"sysv"|"memfd"|"closed"
 ---@field key integer|nil   System V key
 ---@field id integer|nil    System V id
 ---@field created boolean   this call created the object
@@ -128,8 +138,9 @@ function shm.memfd(name, opts) end
 function segment:size() end
 ---@return integer|nil fd the descriptor (nil for System V)
 function segment:fd() end
----@param off integer
----@param len integer
+---Bytes from `off` (default 0), `len` of them (default the rest); bounds-checked.
+---@param off? integer
+---@param len? integer
 ---@return string
 function segment:read(off, len) end
 ---@param off integer
@@ -156,7 +167,8 @@ function segment:load(t, off) end
 ---@param v integer|number|boolean
 ---@return true
 function segment:store(t, off, v) end
----Atomic fetch-and-add; returns the old value.
+---Atomic fetch-and-add (integer types; an unsigned type also takes a negative n); returns the
+---old value.
 ---@param t shmhost.scalar
 ---@param off integer
 ---@param n integer
@@ -191,7 +203,8 @@ function segment:unlink() end
 ---@return string? err
 ---@return integer? errno
 function segment:remove() end
----Unmaps and closes without removing.
+---Unmaps and closes without removing now (a created object is still removed at exit unless
+---kept).
 ---@return true
 function segment:detach() end
 ---Unmaps and closes; removes a created object unless kept.
@@ -270,14 +283,17 @@ function shm.mutex(seg, off) end
 ---@return string? err
 ---@return integer? errno
 function mutex:init(opts) end
----Locks; in a task a contended lock retries on the loop. "owner-died": you hold it, the
----holder died, repair the data before unlocking.
+---Locks; in a task a contended lock retries on the loop, outside one it blocks the thread.
+---"owner-died": you hold it, the holder died, repair the data before unlocking. A lock this
+---process already holds is nil, msg, EDEADLK.
 ---@param timeout? number seconds
 ---@return true|nil ok
 ---@return "owner-died"|"timeout"|string|nil why
+---@return integer? errno
 function mutex:lock(timeout) end
----@return boolean ok
----@return "busy"|"owner-died"|nil why
+---@return boolean|nil ok
+---@return "busy"|"owner-died"|string|nil why
+---@return integer? errno
 function mutex:trylock() end
 ---@return true|nil ok
 ---@return string? err
@@ -287,8 +303,9 @@ function mutex:unlock() end
 ---@return string? err
 ---@return integer? errno
 function mutex:consistent() end
----The hook m:with runs when the previous holder died holding the lock.
----@param fn fun(m: shmhost.mutex)
+---The hook m:with runs when the previous holder died holding the lock (nil removes it).
+---@param fn? fun(m: shmhost.mutex)
+---@return true
 function mutex:on_owner_died(fn) end
 ---Locks, calls fn(...), unlocks (on error too) and returns fn's results or rethrows.
 ---@generic R
@@ -296,10 +313,14 @@ function mutex:on_owner_died(fn) end
 ---@param ... any
 ---@return R ...
 function mutex:with(fn, ...) end
+---Drops this handle; the mutex in the segment is untouched.
+---@return true
 function mutex:close() end
 
 ---A POSIX semaphore: unnamed in a segment, or named.
 ---@class shmhost.sem
+---@field name string|nil   a named semaphore's name
+---@field created boolean   sem_open created it
 local sem = {}
 
 ---The unnamed semaphore at byte `off` of the segment.
@@ -316,7 +337,7 @@ function shm.sem(seg, off) end
 ---@return integer? errno
 function shm.sem_open(name, opts) end
 
----@param value integer
+---@param value? integer default 0
 ---@return true|nil ok
 ---@return string? err
 ---@return integer? errno
@@ -325,16 +346,31 @@ function sem:init(value) end
 ---@return string? err
 ---@return integer? errno
 function sem:post() end
----Waits without blocking the loop.
+---Waits without blocking the loop (needs a task only when it must wait). "closed" when the
+---object is closed under the wait.
 ---@param timeout? number seconds
 ---@return true|nil ok
----@return "timeout"|string|nil why
+---@return "timeout"|"closed"|string|nil why
 ---@return integer? errno
 function sem:wait(timeout) end
----@return boolean ok
+---@return boolean|nil ok
+---@return "busy"|string|nil why
+---@return integer? errno
 function sem:trywait() end
----@return integer
+---@return integer|nil value
+---@return string? err
+---@return integer? errno
 function sem:value() end
+---A created named semaphore outlives this process.
+---@return true
+function sem:keep() end
+---Removes a named semaphore's name now (raises for an unnamed one).
+---@return true|nil ok
+---@return string? err
+---@return integer? errno
+function sem:unlink() end
+---Closes; a created named semaphore is removed unless kept.
+---@return true
 function sem:close() end
 
 -- ---------------------------------------------------------------- eventfd
@@ -354,18 +390,23 @@ function shm.eventfd(opts) end
 ---@return string? err
 ---@return integer? errno
 function eventfd:notify(n) end
----Waits for a non-zero counter and returns it (1 in semaphore mode).
+---Waits for a non-zero counter and returns it (1 in semaphore mode). Needs a task; "closed"
+---when the eventfd is closed under the wait.
 ---@return integer|nil count
----@return string? err
+---@return "closed"|string|nil err
+---@return integer? errno
 function eventfd:wait() end
 ---The counter if non-zero, else nil, without waiting.
 ---@return integer|nil count
 function eventfd:try() end
----Calls fn(count) on every wake-up.
----@param fn fun(count: integer)
+---Calls fn(count) as a new task on every wake-up; a read error calls fn(nil, msg, errno) once
+---and drops the callback. nil stops it.
+---@param fn? fun(count?: integer, err?: string, errno?: integer)
+---@return true
 function eventfd:on(fn) end
 ---@return integer
 function eventfd:fd() end
+---@return true
 function eventfd:close() end
 
 -- ---------------------------------------------------------------- AF_UNIX sockets
@@ -379,8 +420,8 @@ local unixlib = {}
 ---@field type? "stream"|"seqpacket"
 ---@field mode? shmhost.mode    permissions of the socket file (default "0600")
 ---@field allow_uids? integer[] other uids allowed to connect
----@field backlog? integer
----@field keep? boolean         leave the socket path at exit
+---@field backlog? integer     1..65535 (default SOMAXCONN)
+---@field keep? boolean         leave the socket path at close and exit
 
 ---@param opts shmhost.listen_opts
 ---@return shmhost.socket|nil srv
@@ -388,6 +429,7 @@ local unixlib = {}
 ---@return integer? errno
 function unixlib.listen(opts) end
 
+---With wait = S > 0 (needs a task), retries until a listener appears or S seconds pass.
 ---@param opts {path?: string, abstract?: string, type?: "stream"|"seqpacket", wait?: number}
 ---@return shmhost.socket|nil sock
 ---@return string? err
@@ -398,34 +440,49 @@ function unixlib.connect(opts) end
 ---@class shmhost.socket
 local socket = {}
 
+---Waits (needs a task) for the next connection; "closed" when the listener is closed.
 ---@return shmhost.socket|nil conn
----@return string? err
+---@return "closed"|string|nil err
 ---@return integer? errno
 function socket:accept() end
----@param fn fun(conn: shmhost.socket)
+---Calls fn(conn) as a new task per connection; a failing accept calls fn(nil, msg, errno)
+---once and drops the callback. nil stops it.
+---@param fn? fun(conn?: shmhost.socket, err?: string, errno?: integer)
+---@return true
 function socket:on_accept(fn) end
----Sends bytes and objects (segments, eventfds, sockets, raw fds) with SCM_RIGHTS.
+---Sends bytes and objects (segments, eventfds, sockets, raw fds, descriptor numbers; at most
+---253) with SCM_RIGHTS; "" with objects sends one NUL byte. In a task it completes; outside a
+---task it returns what went, or nil, msg, EAGAIN. A gone peer is nil, "closed", EPIPE.
 ---@param bytes string
 ---@param objs? any[]
 ---@return integer|nil sent
----@return string? err
+---@return "closed"|string|nil err
 ---@return integer? errno
 function socket:send(bytes, objs) end
----What has arrived (at most max bytes, default 64 KiB) and the received objects.
+---What has arrived (at most max bytes, default 64 KiB) and the received objects; waits (needs a
+---task). nil, "closed" at the end.
 ---@param max? integer
 ---@return string|nil bytes
 ---@return any[]|string objs_or_err
 ---@return integer? errno
 function socket:recv(max) end
----@param fn fun(bytes: string, objs: any[])
+---Calls fn(bytes, objs) as a new task per message, then fn(nil, "closed") (or nil, msg, errno)
+---once at the end. nil stops it.
+---@param fn? fun(bytes?: string, objs_or_err: any[]|string, errno?: integer)
+---@return true
 function socket:on_recv(fn) end
 ---SO_PEERCRED of the other end.
----@return {pid: integer, uid: integer, gid: integer}
+---@return {pid: integer, uid: integer, gid: integer}|nil cred
+---@return string? err
+---@return integer? errno
 function socket:peer() end
 ---Leaves the socket path in place when closed and at exit.
+---@return true
 function socket:keep() end
 ---@return integer
 function socket:fd() end
+---Closes; waiting tasks resume with nil, "closed"; a listener removes the path it made.
+---@return true
 function socket:close() end
 
 ---A received descriptor of no type shmhost knows.
@@ -436,18 +493,20 @@ function rawfd:fd() end
 ---Takes the descriptor out: the object no longer closes it.
 ---@return integer
 function rawfd:take() end
----@return {type: string, mode: integer, size: integer, uid: integer, gid: integer, ino: integer}|nil st
+---@return {type: "file"|"directory"|"fifo"|"socket"|"char"|"block"|"link"|"other", mode: integer, size: integer, uid: integer, gid: integer, ino: integer, dev: integer}|nil st
 ---@return string? err
 ---@return integer? errno
 function rawfd:stat() end
+---@return true
 function rawfd:close() end
 
 -- ---------------------------------------------------------------- ring
 
 ---@class shmhost.ringlib
+---@field HEADER integer bytes of the ring header before the data area (256)
 local ringlib = {}
 
----Creates a ring of `capacity` data bytes at `off` in the segment.
+---Formats a ring of `capacity` data bytes at `off` (a multiple of 8) in the segment.
 ---@param seg shmhost.segment
 ---@param off integer
 ---@param capacity integer a positive multiple of 8
@@ -475,26 +534,30 @@ local ring = {}
 ---@param s string
 ---@return boolean pushed false when full
 function ring:push(s) end
----Waits for room.
+---Waits for room (needs a task only when it must wait).
 ---@param s string
 ---@param timeout? number
 ---@return true|nil ok
----@return string? why
+---@return "timeout"|"peer closed"|"peer died"|"closed"|string|nil why
+---@return integer? errno
 function ring:put(s, timeout) end
 ---@return string|nil s nil when empty
 function ring:pop() end
----Waits for a message.
+---Waits for a message (needs a task only when it must wait).
 ---@param timeout? number
 ---@return string|nil s
----@return string? why
+---@return "timeout"|"peer closed"|"peer died"|"closed"|string|nil why
+---@return integer? errno
 function ring:get(timeout) end
 ---@return integer
 function ring:capacity() end
 ---@return integer bytes in use
 function ring:used() end
+---The other side's state as seen from `role`.
 ---@param role "producer"|"consumer"
----@return "alive"|"closed"|"dead"|"unknown"
+---@return "alive"|"closed"|"dead"
 function ring:peer(role) end
+---Leaves the sides this object took; waiting tasks resume with nil, "closed". Returns nothing.
 function ring:close() end
 
 return shm
