@@ -75,8 +75,11 @@ _Static_assert(sizeof(struct ctl) <= CTL_BYTES, "control block fits its page");
 #define LAT_RING_CAP 4096u
 
 /* What one transfer needs, made fresh for every round so no state carries over. */
+struct signals;
+
 struct ctx {
   const struct params *p;
+  const struct signals *sig; /* the hand-off mechanisms' post and wait */
   unsigned char *region;   /* shared: ctl, then the data buffer, then the rings */
   size_t region_len;
   struct ctl *ctl;
@@ -388,7 +391,9 @@ static int run_cacheline(struct ctx *x, enum metric m, int side) {
   return 0;
 }
 
-static int run_handoff(struct ctx *x, enum metric m, int side);
+static int run_handoff(struct ctx *x, enum metric m, int side) {
+  return m == THROUGHPUT ? handoff_throughput(x, x->sig, side) : handoff_latency(x, x->sig, side);
+}
 
 /* memcpy bandwidth: one process, messages of `size` copied through a window as large as the
  * ring's data area (a megabyte), walked the way the ring walks it. */
@@ -413,13 +418,6 @@ static const struct mech mechs[] = {
     {"unix", "an AF_UNIX stream socketpair", 3u, setup_unix, {NULL, NULL}, run_stream},
 };
 #define NMECHS (sizeof mechs / sizeof mechs[0])
-
-static const struct mech *current;
-
-static int run_handoff(struct ctx *x, enum metric m, int side) {
-  return m == THROUGHPUT ? handoff_throughput(x, &current->sig, side)
-                         : handoff_latency(x, &current->sig, side);
-}
 
 /* ------------------------------------------------------------ one round */
 
@@ -524,6 +522,7 @@ static int run_round(const struct mech *m, enum metric met, const struct params 
   if (m->run == NULL) return run_memcpy(p, seconds);
   struct ctx x;
   int rc = ctx_open(&x, p, met);
+  x.sig = &m->sig;
   int done[2] = {-1, -1};
   if (rc == 0) rc = m->setup(&x, met);
   if (rc == 0 && pipe2(done, O_CLOEXEC) != 0) rc = -errno;
@@ -568,7 +567,6 @@ out:
 
 /* The measuring process: all rounds of one measurement, one line on stdout. */
 static int measure(const struct mech *m, enum metric met, const struct params *p) {
-  current = m;
   double best = -1;
   for (int r = 0; r < p->rounds; r++) {
     double s = 0;
