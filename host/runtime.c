@@ -495,12 +495,13 @@ int shmh_rt_finish(int code) {
 
   /* luv's close callbacks use the Lua state: close luv's handles while it is alive, and let
    * requests in flight (a luv fs call, say) finish for up to a second. */
+  /* A uv_stop still pending (an exit before the loop ever ran) makes the next uv_run return
+   * at once after clearing it: spend that run here, so the runs below do their work. Nothing
+   * of Lua runs in it, since callbacks and wake-ups are ignored once exiting. */
+  uv_run(&rt.loop, UV_RUN_NOWAIT);
   uv_walk(&rt.loop, close_luv_handle, rt.L);
-  for (int i = 0; i < 101; i++) {
+  for (int i = 0; i < 100; i++) {
     uv_run(&rt.loop, UV_RUN_NOWAIT);
-    /* An exit requested before the loop first ran leaves uv_stop's flag set, and that uv_run
-     * only cleared it: run again, or luv's close callbacks would run after lua_close. */
-    if (i == 0) continue;
     if (rt.loop.active_reqs.count == 0) break;
     usleep(10000);
   }
