@@ -52,8 +52,10 @@ shm.spawn(function()
 end)
 local hello, objs = conn:recv()
 hello_done = true
-if not hello then
-  die("reader: the writer closed the connection before sending an eventfd (" .. tostring(objs) .. ")")
+if not hello and objs == "closed" then
+  die("reader: the writer closed the connection before sending an eventfd")
+elseif not hello then
+  die("reader: receiving the eventfd from " .. o.sockname .. ": " .. tostring(objs))
 end
 local ev
 for _, obj in ipairs(objs) do
