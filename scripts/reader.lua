@@ -102,7 +102,8 @@ end
 
 print("[INFO] epoll wait start")
 
-ev:on(function()
+ev:on(function(count, everr)
+  if count == nil then die("reader: eventfd: " .. tostring(everr)) end
   local act, counter, message = snapshot()
   if not act then return shut_down() end
   print("[INFO] shm_data:")
