@@ -301,7 +301,9 @@ int shmh_seg_open_sysv(shmh_seg *s, key_t key, const struct shmh_seg_opts *o) {
   } else if (o->create) {
     id = shmget(key, o->size, perm | IPC_CREAT | IPC_EXCL);
     if (id >= 0) s->created = 1;
-    else if (errno == EEXIST && !o->excl) id = shmget(key, 0, 0);
+    /* Opening the existing segment with the size asked for fails with EINVAL when it is
+     * smaller, as shmget(IPC_CREAT) does in C: a script never gets less than it asked. */
+    else if (errno == EEXIST && !o->excl) id = shmget(key, o->size, 0);
   } else {
     /* Size 0 and no permission bits: find the segment whatever its size; shmat checks the
      * access. */
