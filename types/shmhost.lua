@@ -87,7 +87,7 @@ function shm.resume(task, ...) end
 ---A shared-memory segment: POSIX (shm_open), System V (shmget) or memfd.
 ---@class shmhost.segment
 ---@field name string|nil   POSIX and memfd name ("/x"); nil for System V
----@field kind "posix"|"sysv"|"memfd"|"closed"
+---@field kind "posix"|"sysv"|"memfd"
 ---@field key integer|nil   System V key
 ---@field id integer|nil    System V id
 ---@field created boolean   this call created the object
