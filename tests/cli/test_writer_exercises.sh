@@ -5,14 +5,22 @@
 # This tree's scripts, not an installed copy that would come first in the search path.
 export SHMHOST_PATH="$SHMHOST_SRC/scripts:$SHMHOST_SRC/examples"
 
+# Objects are named after the exercise and its pid (day56_readers_PID...): the pid comes
+# first on stdout, from the shell that then becomes shmhost, so only this run's are looked for.
 exercise() {
   local name=$1
   shift
-  run_sh 60 "exercises/$name" "$@"
+  OUT=$(timeout -k 2 60 bash -c 'echo "pid $$"; exec "$SHMHOST" "$@"' _ "exercises/$name" "$@" \
+        2>"$WORK/err" </dev/null)
+  RC=$?
+  ERR=$(cat "$WORK/err")
   expect_eq "$RC" 0 "$name exit status" || { printf '%s\n%s\n' "$OUT" "$ERR" >&2; return 1; }
   expect_match "$OUT" '^PASS: ' "$name output" || return 1
-  [ -z "$(ls /dev/shm | grep "^day56_${name#day56_}_")" ] || { fail "$name left a segment"; return 1; }
-  [ -z "$(ls /tmp | grep "^day56_${name#day56_}_.*\.sock$")" ] || { fail "$name left a socket"; return 1; }
+  local pid
+  pid=$(sed -n '1s/^pid //p' <<<"$OUT")
+  local left
+  left=$(ls /dev/shm /tmp | grep -E "^${name}_${pid}(\.sock|_.*)?$")
+  [ -z "$left" ] || { fail "$name left: $left"; return 1; }
 }
 
 t "several readers" exercise day56_readers 3
