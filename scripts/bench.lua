@@ -266,8 +266,9 @@ local function check_stream(size)
   end
 end
 
--- Builds one side's send/receive for a transfer: returns run(), a function that does one
--- whole transfer (count messages or round trips) as side 1 (sender, ping) or 2 (receiver).
+-- Builds one side's send/receive for a transfer: returns run(n), a function that does one
+-- whole throughput transfer (count messages; n is ignored) or n round trips, as side 1
+-- (sender, ping) or 2 (receiver, pong).
 local function transfer(x, side)
   local mech, metric, size, count = x.mech, x.metric, x.size, x.count
   local seg, p = x.seg, x.plan
@@ -289,8 +290,8 @@ local function transfer(x, side)
       if side == 1 then return function() for i = 0, count - 1 do put(r[1], make(i)) end end end
       return function() for i = 0, count - 1 do check(get(r[1]), size, i) end end
     end
-    if side == 1 then return function() for _ = 1, count do put(r[1], "p"); get(r[2]) end end end
-    return function() for _ = 1, count do get(r[1]); put(r[2], "q") end end
+    if side == 1 then return function(n) for _ = 1, n do put(r[1], "p"); get(r[2]) end end end
+    return function(n) for _ = 1, n do get(r[1]); put(r[2], "q") end end
   end
 
   if mech == "pipe" or mech == "unix" then
@@ -306,8 +307,8 @@ local function transfer(x, side)
       local chk = check_stream(size)
       return function() rd.consume(size * count, chk) end
     end
-    if side == 1 then return function() for _ = 1, count do write("p"); rd.take(1) end end end
-    return function() for _ = 1, count do rd.take(1); write("q") end end
+    if side == 1 then return function(n) for _ = 1, n do write("p"); rd.take(1) end end end
+    return function(n) for _ = 1, n do rd.take(1); write("q") end end
   end
 
   -- The hand-off mechanisms: a signal per direction. For throughput, direction 1 says "the
@@ -347,8 +348,8 @@ local function transfer(x, side)
     end
   end
   if metric == "latency" then
-    if side == 1 then return function() for _ = 1, count do post(1); wait(2) end end end
-    return function() for _ = 1, count do wait(1); post(2) end end
+    if side == 1 then return function(n) for _ = 1, n do post(1); wait(2) end end end
+    return function(n) for _ = 1, n do wait(1); post(2) end end
   end
   local data = p.data
   if side == 1 then
@@ -416,7 +417,7 @@ local function peer(sockname)
   local run = transfer(x, 2)
   assert(c:send("R"))
   for _ = 1, math.tointeger(rounds) do
-    run()
+    run(x.count)
     if x.flush then x.flush() end
     assert(c:send("D"))
   end
@@ -433,6 +434,30 @@ end
 local function fmt_result(mech, metric, size, count, seconds, value, unit)
   return ("result mech=%s metric=%s impl=lua size=%d count=%d seconds=%.6f value=%.6g unit=%s")
          :format(mech, metric, size, count, seconds, value, unit)
+end
+
+-- Throughput: the start time (the end comes when the peer reports it has everything).
+local function timed(run)
+  local t0 = shm.now()
+  run()
+  return t0
+end
+
+-- Latency, as bench/baseline.c times it: batches of 100 round trips, the median batch's pace
+-- times the count, so a burst of noise spoils a few batches and not the figure. Round trips
+-- that do not fill a batch run first, untimed.
+local BATCH = 100
+local function batches(run, count)
+  local b = math.min(count, BATCH)
+  if count % b > 0 then run(count % b) end
+  local t = {}
+  for i = 1, count // b do
+    local t0 = shm.now()
+    run(b)
+    t[i] = shm.now() - t0
+  end
+  table.sort(t)
+  return t[#t // 2 + 1] / b * count
 end
 
 local function runner(o)
@@ -527,10 +552,9 @@ local function runner(o)
     if ctl.take(1) ~= "R" then error("the peer did not get ready", 0) end
     local best
     for _ = 1, o.rounds do
-      local t0 = shm.now()
-      run()
+      local dt = metric == "throughput" and timed(run) or batches(run, o.count)
       if ctl.take(1) ~= "D" then error("the peer did not finish the transfer", 0) end
-      local dt = shm.now() - t0
+      if metric == "throughput" then dt = shm.now() - dt end
       if not best or dt < best then best = dt end
     end
     finished = true
