@@ -284,8 +284,8 @@ function shm.mutex(seg, off) end
 ---@return integer? errno
 function mutex:init(opts) end
 ---Locks; in a task a contended lock retries on the loop, outside one it blocks the thread.
----"owner-died": you hold it, the holder died, repair the data before unlocking. A lock this
----process already holds is nil, msg, EDEADLK.
+---"owner-died": you hold it, the holder died, repair the data before unlocking. Relocking a
+---mutex this task holds (or, in a callback, one any task holds) is nil, msg, EDEADLK.
 ---@param timeout? number seconds
 ---@return true|nil ok
 ---@return "owner-died"|"timeout"|string|nil why
