@@ -1,4 +1,5 @@
 #include "ring.h"
+#include "sync.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,14 +42,6 @@ enum { REC_MSG = 1, REC_SKIP = 2 };
 #define STORE(p, v, o) __atomic_store_n((p), (v), __ATOMIC_##o)
 
 static inline struct ring_hdr *hdr_of(const shmh_ring *r) { return r->base; }
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield");
-#endif
-}
 
 /* FUTEX_PRIVATE_FLAG is left out on purpose: a private futex is keyed by the address in one
  * process, and the sleeper and the waker here are different processes mapping the same page. */
@@ -319,7 +312,7 @@ int shmh_ring_wait(shmh_ring *r, enum shmh_ring_role role, size_t len, int spin,
   for (int i = 0; i < spin; i++) {
     int rc = shmh_ring_ready(r, role, len);
     if (rc != 0) return rc > 0 ? 0 : rc;
-    cpu_relax();
+    shmh_cpu_relax();
   }
   long deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : 0;
   if (slice_ms <= 0) slice_ms = 100;

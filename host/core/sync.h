@@ -92,4 +92,14 @@ int shmh_sem_open(sem_t **out, const char *name, const struct shmh_sem_open_opts
 int shmh_sem_close(sem_t *s);
 int shmh_sem_unlink(const char *name);
 
+/* A pause inside a spin-wait: it tells the core the loop spins, which saves power and lets a
+ * hyperthread sibling (perhaps the peer we wait for) run. */
+static inline void shmh_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 #endif
