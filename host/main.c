@@ -29,8 +29,9 @@ static const char usage_text[] =
   "       shmhost -l | --list                 list bundled scenarios and exercises\n"
   "       shmhost -v | --version              print the version\n"
   "       shmhost -h | --help                 print this help\n"
-  "Scripts are looked up in $SHMHOST_PATH (colon-separated), then the installed scripts,\n"
-  "then the source tree's scripts/ and examples/. Docs: docs/api.md, man shmhost.\n";
+  "Scripts are looked up in $SHMHOST_PATH (colon-separated), then in this binary's scripts/\n"
+  "and examples/ (the source tree's for a build, the installed ones for an installed binary).\n"
+  "Docs: docs/api.md, man shmhost.\n";
 
 /* ------------------------------------------------------------ script directories */
 
@@ -43,8 +44,17 @@ static void dirs_add(struct dirlist *d, const char *dir) {
   if (d->n < 64 && dir[0] != '\0') d->dirs[d->n++] = strdup(dir);
 }
 
-/* The search path, in order: $SHMHOST_PATH, the installed scripts and examples, then the
- * source tree's (so a build that was never installed finds its scenarios). */
+/* True when this process runs the installed binary, not one in a build tree. */
+static int running_installed(void) {
+  char self[PATH_MAX], installed[PATH_MAX];
+  if (realpath("/proc/self/exe", self) == NULL) return 0;
+  if (realpath(SHMHOST_INSTALLED_BIN, installed) == NULL) return 0;
+  return strcmp(self, installed) == 0;
+}
+
+/* The search path, in order: $SHMHOST_PATH, then the scripts and examples that belong to this
+ * binary. An installed binary uses the installed ones; a binary in a build tree uses its
+ * source tree's first, so an older installed copy never shadows the scripts being worked on. */
 static void dirs_init(struct dirlist *d) {
   d->n = 0;
   const char *env = getenv("SHMHOST_PATH");
@@ -53,10 +63,12 @@ static void dirs_init(struct dirlist *d) {
     for (char *p = strtok_r(copy, ":", &save); p; p = strtok_r(NULL, ":", &save)) dirs_add(d, p);
     free(copy);
   }
+  if (!running_installed()) {
+    dirs_add(d, SHMHOST_SRC_SCRIPTDIR);
+    dirs_add(d, SHMHOST_SRC_EXAMPLEDIR);
+  }
   dirs_add(d, SHMHOST_SCRIPTDIR);
   dirs_add(d, SHMHOST_EXAMPLEDIR);
-  dirs_add(d, SHMHOST_SRC_SCRIPTDIR);
-  dirs_add(d, SHMHOST_SRC_EXAMPLEDIR);
 }
 
 static void dirs_free(struct dirlist *d) {

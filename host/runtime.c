@@ -411,8 +411,26 @@ void shmh_bind_task(lua_State *L) {
 
 /* ---------------------------------------------------------------- set-up and shutdown */
 
+struct signal_query {
+  int signum;
+  int found;
+};
+
+static void find_script_signal(uv_handle_t *h, void *arg) {
+  struct signal_query *q = arg;
+  /* luv's handles carry data; the runtime's own have none. */
+  if (h->type == UV_SIGNAL && h->data != NULL && uv_is_active(h) && !uv_is_closing(h) &&
+      ((uv_signal_t *)h)->signum == q->signum)
+    q->found = 1;
+}
+
+/* SIGINT, SIGTERM and SIGHUP end the program after cleanup, unless the script watches that
+ * signal itself with a luv signal handle: then the script decides (it may shut down its own
+ * way and call shmhost.exit), as a listener for a signal does in node. */
 static void rt_signal_cb(uv_signal_t *h, int signum) {
-  shmh_rt_request_exit(128 + signum);
+  struct signal_query q = {signum, 0};
+  uv_walk(&rt.loop, find_script_signal, &q);
+  if (!q.found) shmh_rt_request_exit(128 + signum);
 }
 
 static void run_cleanup_at_exit(void) { shmh_cleanup_run(); }

@@ -153,6 +153,24 @@ T.test("SIGINT and SIGHUP give 130 and 129", function()
   end
 end)
 
+T.test("a script that watches SIGTERM with luv decides itself", function()
+  local c = T.start_shmhost{"-e", [[
+    local uv = require "luv"
+    local s = uv.new_signal()
+    s:start("sigterm", function()
+      print("graceful")
+      s:close()
+      shmhost.spawn(function() shmhost.sleep(0.05) print("still running") shmhost.exit(42) end)
+    end)
+    print("ready")
+    shmhost.sleep(30)]], timeout = 10}
+  T.ok(T.wait_until(function() return c:output():find("ready") end, 5))
+  c:kill("sigterm")
+  c:wait()
+  T.eq(c.code, 42)
+  T.eq(c.stdout, "ready\ngraceful\nstill running\n")
+end)
+
 T.test("arg and ... as lua gives them", function()
   local r = T.shmhost{"-e", "print(arg[0], arg[1], arg[2], #arg, select('#', ...), ...)", "a", "b c"}
   T.eq(r.stdout, "-e\ta\tb c\t2\t2\ta\tb c\n")
