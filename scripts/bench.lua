@@ -33,7 +33,7 @@ usage: shmhost bench [--quick] [--json] [--only NAME,...] [--size BYTES] [--coun
   Measures throughput (--count messages of --size bytes, default 4096) and latency (--count
   round trips of one byte) of each mechanism, in C and from Lua, and prints one table of
   ratios against baselines from the same run.
-    --quick       small counts and one round: a few seconds in all
+    --quick       small counts and two rounds: a few seconds in all
     --json        one JSON object instead of the table
     --only LIST   mechanisms to measure (ring,sem,eventfd,futex,spin,pipe,unix); the
                   baselines are always measured
@@ -41,18 +41,10 @@ usage: shmhost bench [--quick] [--json] [--only NAME,...] [--size BYTES] [--coun
     --rounds N    repetitions of each transfer, the fastest counts (default 3, quick 2)
     --deadline S  seconds one measurement may take before it is given up (default 60)]]
 
--- The rows, in table order. `c` and `lua` say which implementations exist; `why` is shown
--- for the Lua row when there is none.
-local MECHS = {
-  {name = "ring", what = "shm ring (shm.ring)"},
-  {name = "sem", what = "two shm.sem, alternating"},
-  {name = "eventfd", what = "two eventfds, alternating"},
-  {name = "futex", what = "futex word per direction",
-   why = "the Lua API has no futex wait (shm.ring sleeps on one inside)"},
-  {name = "spin", what = "spin word per direction"},
-  {name = "pipe", what = "pipe"},
-  {name = "unix", what = "AF_UNIX stream socket"},
-}
+-- The rows, in table order; `why` says why a mechanism has no Lua row.
+local MECHS = {{name = "ring"}, {name = "sem"}, {name = "eventfd"},
+  {name = "futex", why = "the Lua API has no futex wait (shm.ring sleeps on one inside)"},
+  {name = "spin"}, {name = "pipe"}, {name = "unix"}}
 local BY_NAME = {}
 for _, m in ipairs(MECHS) do BY_NAME[m.name] = m end
 local METRICS = {"throughput", "latency"}
@@ -112,6 +104,18 @@ end
 
 -- ------------------------------------------------------------ byte streams and luv handles
 
+-- A task parked until a luv callback wakes it.
+local function parking()
+  local p = {}
+  function p.wait() p.task = coroutine.running(); shm.suspend() end
+  function p.wake()
+    local t = p.task
+    p.task = nil
+    if t then shm.resume(t) end
+  end
+  return p
+end
+
 -- A byte stream read in exact amounts: `source()` returns the next non-empty chunk or raises.
 local function reader(source)
   local r, left = {}, ""
@@ -146,24 +150,19 @@ end
 
 -- A luv pipe as a chunk source: chunks queue up in the read callback, a task takes them.
 local function pipe_source(h)
-  local chunks, first, last, waiter, failure = {}, 1, 0, nil, nil
+  local chunks, first, last, park, failure = {}, 1, 0, parking(), nil
   h:read_start(function(err, data)
     if err then failure = "read: " .. err
     elseif data then
       last = last + 1
       chunks[last] = data
     else failure = "read: the peer closed the pipe" end
-    if waiter then
-      local w = waiter
-      waiter = nil
-      shm.resume(w)
-    end
+    park.wake()
   end)
   return function()
     while first > last do
       if failure then error(failure, 0) end
-      waiter = coroutine.running()
-      shm.suspend()
+      park.wait()
     end
     local s = chunks[first]
     chunks[first] = nil
@@ -177,15 +176,11 @@ end
 -- past WINDOW outstanding writes, or WINDOW_BYTES, it waits for the callbacks to catch up.
 local WINDOW, WINDOW_BYTES = 64, 4 << 20
 local function pipe_writer(h)
-  local pending, bytes, waiter, failure = 0, 0, nil, nil
+  local pending, bytes, park, failure = 0, 0, parking(), nil
   local function done(err)
     pending = pending - 1
     if err and not failure then failure = "write: " .. err end
-    if waiter and ((pending <= WINDOW // 2 and bytes <= WINDOW_BYTES // 2) or failure) then
-      local w = waiter
-      waiter = nil
-      shm.resume(w)
-    end
+    if (pending <= WINDOW // 2 and bytes <= WINDOW_BYTES // 2) or failure then park.wake() end
   end
   local w = {}
   function w.write(s)
@@ -197,16 +192,10 @@ local function pipe_writer(h)
       done(e)
     end)
     if not ok then error("write: " .. tostring(err), 0) end
-    while (pending > WINDOW or bytes > WINDOW_BYTES) and not failure do
-      waiter = coroutine.running()
-      shm.suspend()
-    end
+    while (pending > WINDOW or bytes > WINDOW_BYTES) and not failure do park.wait() end
   end
   function w.flush()
-    while pending > 0 and not failure do
-      waiter = coroutine.running()
-      shm.suspend()
-    end
+    while pending > 0 and not failure do park.wait() end
     if failure then error(failure, 0) end
   end
   return w
@@ -472,7 +461,7 @@ local function runner(o)
   end
   if BY_NAME[mech].why then skip(BY_NAME[mech].why) end
   local watch = watch_parent("runner")
-  local child, finished, exited, exit_waiter
+  local child, finished, exited, exit_park = nil, false, false, parking()
   -- A transfer that hangs (a wait without a timeout, a peer that stopped) ends here.
   local limit = uv.new_timer()
   limit:start(o.deadline * 1000, 0, function()
@@ -483,13 +472,6 @@ local function runner(o)
   local size = metric == "throughput" and o.size or 1
   local x = {mech = mech, metric = metric, size = size, count = o.count,
              deadline = shm.now() + o.deadline}
-  local function wake_exit()
-    if exit_waiter then
-      local w = exit_waiter
-      exit_waiter = nil
-      shm.resume(w)
-    end
-  end
   local ok, err = pcall(function()
     x.plan = plan(metric, size)
     x.seg = assert(shm.memfd("bench", {size = x.plan.total}))
@@ -528,7 +510,7 @@ local function runner(o)
         if not finished then
           skip(("the peer (pid %d) ended early: status %d, signal %d"):format(pid, code, sig))
         end
-        wake_exit()
+        exit_park.wake()
       end)
     if not child then error("spawn " .. uv.exepath() .. ": " .. tostring(pid), 0) end
     if pipes then
@@ -562,9 +544,8 @@ local function runner(o)
     -- The peer ends by itself now; its exit callback closes the process handle.
     if not exited then
       local t = uv.new_timer()
-      t:start(5000, 0, function() wake_exit() end)
-      exit_waiter = coroutine.running()
-      shm.suspend()
+      t:start(5000, 0, exit_park.wake)
+      exit_park.wait()
       t:close()
     end
     if not exited then error("the peer did not end after the transfer", 0) end
