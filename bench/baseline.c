@@ -75,23 +75,23 @@ struct ctl {
 _Static_assert(sizeof(struct ctl) <= CTL_BYTES, "control block fits its page");
 #define LAT_RING_CAP 4096u
 
-/* What one transfer needs, made fresh for every round so no state carries over. */
 struct signals;
 
+/* What one transfer needs, made fresh for every round so no state carries over. */
 struct ctx {
   const struct params *p;
   const struct signals *sig; /* the hand-off mechanisms' post and wait */
   long n;                    /* messages or round trips the next call of run does */
   uint64_t seq;              /* cache-line hand-offs done so far, across calls */
-  unsigned char *region;   /* shared: ctl, then the data buffer, then the rings */
+  unsigned char *region;     /* shared: ctl, then the data buffer, then the rings */
   size_t region_len;
   struct ctl *ctl;
-  unsigned char *data;     /* the hand-off buffer (one message) */
-  shmh_ring ring[2];       /* [0] parent -> child, [1] child -> parent (latency only) */
+  unsigned char *data;       /* the hand-off buffer (one message) */
+  shmh_ring ring[2];         /* [0] parent -> child, [1] child -> parent (latency only) */
   size_t ring_off[2], ring_cap;
-  int fd[2][2];            /* per direction: [read end, write end] (pipe, eventfd, socket) */
-  unsigned char *msg;      /* private: the message the sender copies from */
-  unsigned char *out;      /* private: where the receiver copies to */
+  int fd[2][2];              /* per direction: [read end, write end] (pipe, eventfd, socket) */
+  unsigned char *msg;        /* private: the message the sender copies from */
+  unsigned char *out;        /* private: where the receiver copies to */
 };
 
 static double now_s(void) {
