@@ -442,6 +442,13 @@ static int ring_close(lua_State *L) {
   return 0;
 }
 
+/* r:close() -> true, as every close() does. */
+static int ring_close_method(lua_State *L) {
+  ring_close(L);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int ring_tostring(lua_State *L) {
   lring *r = luaL_checkudata(L, 1, SHMH_RING);
   if (!r->open) lua_pushfstring(L, "%s (closed)", SHMH_RING);
@@ -527,7 +534,7 @@ void shmh_bind_ring(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"push", ring_push}, {"put", ring_put}, {"pop", ring_pop}, {"get", ring_get},
     {"capacity", ring_capacity}, {"used", ring_used}, {"peer", ring_peer},
-    {"close", ring_close}, {NULL, NULL}};
+    {"close", ring_close_method}, {NULL, NULL}};
   static const luaL_Reg metamethods[] = {
     {"__gc", ring_close}, {"__close", ring_close}, {"__tostring", ring_tostring}, {NULL, NULL}};
   static const luaL_Reg functions[] = {

@@ -387,17 +387,13 @@ static int task_suspend(lua_State *L) {
 static int task_resume_api(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTHREAD);
   lua_State *task = lua_tothread(L, 1);
-  if (task_state(task) != TASK_SUSPENDED) {
-    lua_pushboolean(L, 0);
-    lua_pushliteral(L, "task is not suspended");
-    return 2;
-  }
+  luaL_argcheck(L, task_state(task) == TASK_SUSPENDED, 1,
+                "not a task suspended by shmhost.suspend");
   int n = lua_gettop(L) - 1;
   lua_xmove(L, task, n);
   task_set(task, TASK_WAITING);
   shmh_rt_wake(task, n);
-  lua_pushboolean(L, 1);
-  return 1;
+  return 0;
 }
 
 void shmh_bind_task(lua_State *L) {

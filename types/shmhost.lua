@@ -49,11 +49,9 @@ function shm.exit(code) end
 function shm.suspend() end
 
 ---Resumes a task suspended by shm.suspend() with the given values (from a luv callback); the
----task runs from the loop after the caller's code.
+---task runs from the loop after the caller's code. Raises when `task` is not suspended.
 ---@param task thread
 ---@param ... any
----@return boolean ok
----@return string? err "task is not suspended"
 function shm.resume(task, ...) end
 
 -- ---------------------------------------------------------------- segments
@@ -557,7 +555,8 @@ function ring:used() end
 ---@param role "producer"|"consumer"
 ---@return "alive"|"closed"|"dead"
 function ring:peer(role) end
----Leaves the sides this object took; waiting tasks resume with nil, "closed". Returns nothing.
+---Leaves the sides this object took; waiting tasks resume with nil, "closed". Returns true.
+---@return true
 function ring:close() end
 
 return shm

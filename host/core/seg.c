@@ -262,6 +262,9 @@ int shmh_seg_open_posix(shmh_seg *s, const char *name, const struct shmh_seg_opt
     if (rc == 0) s->size = o->size;
   } else {
     rc = fd_size(s);
+    /* Asked to create, found an existing object smaller than the size asked for: fail with
+     * EINVAL as shmget does, rather than hand the script less than it asked for. */
+    if (rc == 0 && o->create && s->size < o->size) rc = fail(s, "shm_open", EINVAL);
   }
   if (rc == 0) rc = map_fd(s);
   if (rc < 0) {
