@@ -37,6 +37,7 @@ control socket and reads the listener's credentials (SO_PEERCRED). A segment or 
 a writer that died (nobody listening) is replaced with a warning.
 ]]
 local shm = require "shmhost"
+local uv = require "luv"
 local D = require "day56"
 
 local usage = [[
@@ -151,7 +152,8 @@ local function notify_all()
   for _, ev in pairs(readers) do ev:notify() end
 end
 
-local function shutdown()
+-- `status` is the exit status when all went well (0 for -t, 128+N after signal N).
+local function shutdown(status)
   -- Even when the segment is broken (truncated by a peer) the readers are woken and the
   -- names removed: a reader woken over a broken segment reports it and ends.
   local ok, err = pcall(d.lock.with, d.lock, function() d.activation = false end)
@@ -159,7 +161,16 @@ local function shutdown()
   notify_all()
   srv:close() -- removes the socket path
   seg:close() -- created here, so this unlinks the segment; readers keep their mappings
-  shm.exit(ok and 0 or 1)
+  shm.exit(ok and (status or 0) or 1)
+end
+
+-- SIGINT, SIGTERM and SIGHUP shut down as -t does, so the readers are told (activation =
+-- false) instead of seeing the writer die; the status still names the signal. Watching a
+-- signal with luv tells the runtime the script ends itself on it.
+for name, number in pairs({sigint = 2, sigterm = 15, sighup = 1}) do
+  local watch = uv.new_signal()
+  watch:start(name, function() shm.spawn(shutdown, 128 + number) end)
+  watch:unref() -- it must not keep the writer alive on its own
 end
 
 local function command(line)

@@ -113,7 +113,7 @@ not_a_socket() {
   d56_gone
 }
 
-# SIGTERM: the runtime removes what the writer created; its readers see it die.
+# SIGTERM: the writer shuts down as -t does (status 143): its readers are told and end.
 sigterm() {
   d56_start w lua writer || return 1
   d56_wait_line w 'listen success' || return 1
@@ -123,9 +123,23 @@ sigterm() {
   wpid=$(cat "/proc/${D56_PID[w]}/task/${D56_PID[w]}/children")
   kill -TERM "${wpid%% *}"
   d56_expect_rc w 143 5 || return 1
+  d56_expect_rc r 0 2 || return 1
+  expect_match "$(cat "$WORK/r.out")" "writer shut down" || return 1
+  d56_gone
+}
+
+# SIGKILL: nothing runs in the writer; its readers see it die and say so.
+sigkill() {
+  d56_start w lua writer || return 1
+  d56_wait_line w 'listen success' || return 1
+  d56_start r lua reader || return 1
+  d56_wait_line r 'epoll wait start' || return 1
+  local wpid
+  wpid=$(cat "/proc/${D56_PID[w]}/task/${D56_PID[w]}/children")
+  kill -KILL "${wpid%% *}"
   d56_expect_rc r 1 2 || return 1
   expect_match "$(cat "$WORK/r.err")" "writer died" || return 1
-  d56_gone
+  rm -f "/dev/shm$NAME" "$SOCK"
 }
 
 # A reader started first waits for the writer (--wait), then works; with no writer at all it
@@ -179,6 +193,7 @@ d56_case "a 2 MiB line" huge_line
 d56_case "options" options
 d56_case "a socket path that is not a socket" not_a_socket
 d56_case "SIGTERM to the writer" sigterm
+d56_case "SIGKILL to the writer" sigkill
 d56_case "a reader waits for its writer, or gives up" reader_waits
 d56_case "a reader pointed at another segment" wrong_name
 finish
