@@ -7,8 +7,6 @@
 -- which lsipc cannot tell. STATUS says "stale" for an object no live process uses (POSIX:
 -- nobody maps it or holds it open; System V: no attach and its creator is dead) and "dest" for
 -- a System V segment marked for removal.
-local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-package.path = here .. "/lib/?.lua;" .. package.path
 local objects = require "shmobjects"
 
 local function usage(code)

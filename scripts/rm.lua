@@ -11,8 +11,6 @@
 -- --match limits it to names (or keys in hex) containing TEXT; --dry-run only says what it
 -- would remove. Each removal prints one line; failures go to stderr and the status is 1.
 local shm = require "shmhost"
-local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-package.path = here .. "/lib/?.lua;" .. package.path
 local objects = require "shmobjects"
 
 local function usage(code)

@@ -1,7 +1,5 @@
 -- Stream transfer, reader side (POSIX course exercise): a segment filled by xfr_writer to stdout, block by block, until a block of 0 bytes (--ring too)
 local shm = require "shmhost"
-local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-package.path = here .. "/lib/?.lua;" .. package.path
 local X = require "xfr"
 
 local prog = "xfr_reader"

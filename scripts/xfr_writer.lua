@@ -1,7 +1,5 @@
 -- Stream transfer, writer side (POSIX course exercise): stdin into a segment a block at a time, two semaphores in alternating access (or --ring)
 local shm = require "shmhost"
-local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
-package.path = here .. "/lib/?.lua;" .. package.path
 local X = require "xfr"
 
 local prog = "xfr_writer"
