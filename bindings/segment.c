@@ -149,9 +149,63 @@ static size_t opt_size(lua_State *L, int t, int required) {
   return (size_t)n;
 }
 
+/* shm.open(name, {create = true, size = N, init = fn}): opens the object when it exists;
+ * otherwise creates it under a temporary name, runs init(seg) on it, and publishes it under
+ * `name` only then (shmh_seg_publish). Two processes racing get one object, initialized once,
+ * and neither ever sees it before its init ran (a mutex inside it is initialized, say). */
+static int segment_open_init(lua_State *L, const char *name, struct shmh_seg_opts *o, int keep) {
+  for (int attempt = 0; attempt < 100; attempt++) {
+    struct shmh_seg_opts plain = *o;
+    plain.create = 0;
+    segment_ud *u = segment_new(L);
+    int rc = shmh_seg_open_posix(&u->seg, name, &plain);
+    if (rc == 0 && u->seg.size < o->size) {
+      shmh_seg_close(&u->seg);
+      return shmh_fail(L, EINVAL, "shm_open", name);
+    }
+    if (rc == 0) {
+      segment_adopted(u);
+      return 1;
+    }
+    if (rc != -ENOENT) return shmh_fail(L, -rc, u->seg.fail_call, name);
+    lua_pop(L, 1);
+
+    const char *tmp = lua_pushfstring(L, "%s.init.%d.%d", name, (int)getpid(), attempt);
+    struct shmh_seg_opts fresh = *o;
+    fresh.excl = 1;
+    u = segment_new(L);
+    rc = shmh_seg_open_posix(&u->seg, tmp, &fresh);
+    if (rc < 0) return shmh_fail(L, -rc, u->seg.fail_call, tmp);
+    segment_adopted(u);
+    /* Until it is published the object is only ours: removed at exit if init never ends. */
+    if ((rc = segment_register(L, u, 0)) != 0) return rc;
+    lua_getfield(L, 2, "init");
+    lua_pushvalue(L, -2);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+      segment_release(u, 1);
+      return lua_error(L);
+    }
+    if (!segment_is_open(u))
+      return luaL_error(L, "shm.open %s: init closed the segment", name);
+    rc = shmh_seg_publish(&u->seg, name);
+    shmh_cleanup_forget(u->cleanup);
+    u->cleanup = 0;
+    if (rc == 0) {
+      if ((rc = segment_register(L, u, keep)) != 0) return rc;
+      return 1;
+    }
+    /* Another process published first: drop ours and open theirs. */
+    shmh_seg_unlink(&u->seg);
+    shmh_seg_close(&u->seg);
+    if (rc != -EEXIST) return shmh_fail(L, -rc, "link", name);
+    lua_pop(L, 2);
+  }
+  return shmh_fail(L, EAGAIN, "shm_open", name);
+}
+
 static int segment_open(lua_State *L) {
   static const char *const known[] = {"create", "excl", "size", "mode", "truncate",
-                                      "readonly", "keep", NULL};
+                                      "readonly", "keep", "init", NULL};
   size_t len;
   const char *name = luaL_checklstring(L, 1, &len);
   check_posix_name(L, 1, name, len);
@@ -166,6 +220,13 @@ static int segment_open(lua_State *L) {
   o.size = opt_size(L, 2, o.create || o.truncate);
   luaL_argcheck(L, !o.excl || o.create, 2, "option 'excl' needs create = true");
   luaL_argcheck(L, !(o.truncate && o.readonly), 2, "options 'truncate' and 'readonly' conflict");
+  if (!lua_isnoneornil(L, 2) && lua_getfield(L, 2, "init") != LUA_TNIL) {
+    luaL_argcheck(L, lua_isfunction(L, -1), 2, "option 'init' must be a function");
+    luaL_argcheck(L, o.create && !o.excl && !o.truncate && !o.readonly, 2,
+                  "option 'init' needs create = true, without excl, truncate or readonly");
+    lua_pop(L, 1);
+    return segment_open_init(L, name, &o, keep);
+  }
   segment_ud *u = segment_new(L);
   int rc = shmh_seg_open_posix(&u->seg, name, &o);
   if (rc < 0) return shmh_fail(L, -rc, u->seg.fail_call, name);

@@ -66,6 +66,7 @@ function shm.resume(task, ...) end
 ---@field truncate? boolean O_TRUNC, then size it to `size`
 ---@field readonly? boolean map read-only
 ---@field keep? boolean     do not remove the created object at exit
+---@field init? fun(seg: shmhost.segment) initializes a new object before any other process can open it
 
 ---@class shmhost.sysv_opts
 ---@field create? boolean   IPC_CREAT

@@ -276,6 +276,20 @@ int shmh_seg_open_posix(shmh_seg *s, const char *name, const struct shmh_seg_opt
   return rc;
 }
 
+int shmh_seg_publish(shmh_seg *s, const char *name) {
+  if (s->kind != SHMH_SEG_POSIX) return fail(s, "link", EINVAL);
+  char from[NAME_MAX + 16], to[NAME_MAX + 16];
+  /* glibc keeps shm_open("/x") as the file /dev/shm/x. */
+  snprintf(from, sizeof from, "/dev/shm%s", s->name);
+  int n = snprintf(to, sizeof to, "/dev/shm%s", name);
+  if (n < 0 || (size_t)n >= sizeof to || strlen(name) >= sizeof s->name)
+    return fail(s, "link", ENAMETOOLONG);
+  if (link(from, to) < 0) return fail(s, "link", errno);
+  shm_unlink(s->name);
+  memcpy(s->name, name, strlen(name) + 1);
+  return 0;
+}
+
 static int sysv_size(shmh_seg *s) {
   struct shmid_ds ds;
   if (shmctl(s->shmid, IPC_STAT, &ds) < 0) return fail(s, "shmctl", errno);

@@ -124,6 +124,12 @@ int shmh_seg_stat(const shmh_seg *s, struct shmh_seg_stat *st);
  * mapping stays usable until close. -EINVAL for a memfd, which has no name to remove. */
 int shmh_seg_unlink(shmh_seg *s);
 
+/* Gives a POSIX object created under a temporary name its final name, atomically: link(2) in
+ * /dev/shm fails with -EEXIST when the name exists, so of several processes racing to publish
+ * an initialized object exactly one wins, and nobody ever opens one half initialized. On
+ * success the temporary name is gone and `name` is the object's. */
+int shmh_seg_publish(shmh_seg *s, const char *name);
+
 /* Unmaps (shmdt) and closes; idempotent, never fails. */
 void shmh_seg_close(shmh_seg *s);
 

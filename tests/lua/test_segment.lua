@@ -426,4 +426,59 @@ T.test("segments passed over a socket come back mapped, with kind and name", fun
   T.eq(exists(T.name("sent")), true)
 end)
 
+T.test("open with init: created once, initialized before anyone sees it", function()
+  local name = T.name("init")
+  local calls = 0
+  local a = assert(shm.open(name, {create = true, size = 64, init = function(seg)
+    calls = calls + 1
+    T.eq(seg.name:find(name, 1, true), 1, "init sees the temporary object")
+    seg:set("u32", 0, 0xC0FFEE)
+  end}))
+  T.eq(calls, 1)
+  T.eq(a.created, true)
+  T.eq(a.name, name)
+  T.eq(a:get("u32", 0), 0xC0FFEE)
+  local b = assert(shm.open(name, {create = true, size = 64, init = function() calls = calls + 1 end}))
+  T.eq(calls, 1, "an existing object is opened, not initialized again")
+  T.eq(b.created, false)
+  T.eq(b:get("u32", 0), 0xC0FFEE)
+  T.checkfail("Invalid argument", shm.open, name, {create = true, size = 4096, init = function() end})
+  b:close()
+  a:close()
+  T.eq(io.open("/dev/shm" .. name), nil, "removed at close by its creator")
+end)
+
+T.test("open with init: processes racing initialize exactly once", function()
+  local name = T.name("initrace")
+  local code = [[
+    local shm = require "shmhost"
+    local seg = assert(shm.open(arg[1], {create = true, size = 64, keep = true,
+      init = function(s) s:add("u32", 0, 1) for _ = 1, 200000 do end end}))
+    seg:add("u32", 4, 1)
+    print(seg:get("u32", 0))]]
+  local kids = {}
+  for i = 1, 6 do kids[i] = T.start_shmhost{"-e", code, name, timeout = 20} end
+  for i = 1, 6 do
+    local r = kids[i]:wait()
+    T.eq(r.code, 0, r.stderr)
+    T.eq(r.stdout, "1\n", "every process sees one init")
+  end
+  local seg = assert(shm.open(name))
+  T.eq(seg:get("u32", 0), 1, "init ran once")
+  T.eq(seg:get("u32", 4), 6, "all six opened the same object")
+  seg:unlink()
+  seg:close()
+end)
+
+T.test("open with init: an init that fails leaves nothing", function()
+  local name = T.name("initfail")
+  T.checkerr("init failed on purpose", shm.open, name, {create = true, size = 64,
+    init = function() error("init failed on purpose") end})
+  T.eq(io.open("/dev/shm" .. name), nil)
+  T.checkerr("option 'init' must be a function", shm.open, name, {create = true, size = 64, init = 1})
+  T.checkerr("option 'init' needs create = true", shm.open, name, {size = 64, init = function() end})
+  T.checkerr("option 'init' needs create = true", shm.open, name,
+             {create = true, excl = true, size = 64, init = function() end})
+end)
+
 T.done()
