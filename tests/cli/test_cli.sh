@@ -93,6 +93,7 @@ shmhost.sleep(20)'
 # end_with HOW SIGNAL WANT: runs the holder, ends it, checks status and that the name is gone.
 end_with() {
   local name="/${TAG}_$1" rc
+  rm -f "$WORK/hold.out" "$WORK/hold.err" # stale output would look like "ready"
   timeout -k 2 20 "$SHMHOST" -e "$HOLD" "$name" "$1" > "$WORK/hold.out" 2> "$WORK/hold.err" & local p=$!
   for _ in $(seq 200); do grep -q ready "$WORK/hold.out" 2>/dev/null && break; sleep 0.05; done
   [ -e "/dev/shm$name" ] || [ "$1" != sig ] || { kill $p; fail "segment was never created"; return 1; }

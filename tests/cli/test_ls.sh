@@ -27,6 +27,7 @@ end
 '
 
 start_holder() {
+  rm -f "$WORK/holder.out" "$WORK/holder.err"
   timeout -k 2 60 "$SHMHOST" -e "$HOLD" "$HELD" "$KEYHELD" "$WORK/flag" >"$WORK/holder.out" 2>"$WORK/holder.err" &
   TIMEOUT_PID=$!
   for _ in $(seq 400); do [ -s "$WORK/holder.out" ] && break; sleep 0.05; done

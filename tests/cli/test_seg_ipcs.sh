@@ -23,7 +23,8 @@ ipcs_line() { ipcs -m | awk -v id="$1" '$2 == id'; }
 
 # start_hold MODE: starts the holder in the background; sets PID and ID.
 start_hold() {
-  rm -f "$WORK/flag"
+  # Old output must go first: the loop below could read it before the new holder truncates it.
+  rm -f "$WORK/flag" "$WORK/out" "$WORK/err"
   # timeout leads a process group of its own, so the holder can be killed with it.
   timeout -k 2 30 "$SHMHOST" -e "$HOLD" "$KEY" "$WORK/flag" "$1" >"$WORK/out" 2>"$WORK/err" &
   PID=$!

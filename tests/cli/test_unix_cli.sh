@@ -23,7 +23,8 @@ if arg[3] == "error" then error("on purpose") end
 # start_hold MODE: starts the holder in the background; sets PID (of `timeout`, which passes
 # SIGTERM on) and HPID (of shmhost itself, for SIGKILL, which `timeout` cannot pass on).
 start_hold() {
-  rm -f "$WORK/flag"
+  # Old output must go first: the loop below could read it before the new holder truncates it.
+  rm -f "$WORK/flag" "$WORK/out" "$WORK/err"
   timeout -k 2 30 "$SHMHOST" -e "$HOLD" "$SOCK" "$WORK/flag" "$1" >"$WORK/out" 2>"$WORK/err" &
   PID=$!
   for _ in $(seq 200); do [ -s "$WORK/out" ] && break; sleep 0.05; done
