@@ -26,6 +26,12 @@
 #define SHMH_FD      "shmhost.fd"
 #define SHMH_RING    "shmhost.ring"
 
+/* How long a wait in a task spins on a non-blocking try before it sleeps (seconds). A peer
+ * that is running on another core answers a ping-pong within microseconds; sleeping instead
+ * costs a hand-off through the loop (and a thread, for semaphores) and, on an idle core, the
+ * wake-up from a C-state: tens of microseconds. The bound keeps the loop responsive. */
+#define SHMH_WAIT_SPIN 30e-6
+
 /* Each binding file adds its functions to the module table at the top of the stack. */
 void shmh_bind_task(lua_State *L);     /* runtime.c: spawn, sleep, now, exit, pid */
 void shmh_bind_errno(lua_State *L);    /* bind.c: shmhost.errno */

@@ -9,6 +9,7 @@
  */
 #include "bind.h"
 #include "notify.h"
+#include "sync.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -209,6 +210,14 @@ static int eventfd_wait(lua_State *L) {
   if (e->on_ref != LUA_NOREF) return luaL_error(L, "ev:wait: the eventfd has a callback (ev:on); stop it with ev:on(nil) first");
   uint64_t v;
   int rc = shmh_eventfd_try(e->fd, &v);
+  /* Spin briefly before sleeping in the loop (SHMH_WAIT_SPIN says why). */
+  if (rc == -EAGAIN) {
+    double until = shmh_rt_now() + SHMH_WAIT_SPIN;
+    while (rc == -EAGAIN && shmh_rt_now() < until) {
+      for (int i = 0; i < 16; i++) shmh_cpu_relax();
+      rc = shmh_eventfd_try(e->fd, &v);
+    }
+  }
   if (rc == 0) {
     lua_pushinteger(L, (lua_Integer)v);
     return 1;

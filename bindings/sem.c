@@ -31,7 +31,6 @@
 #include <unistd.h>
 
 #define SLICE 0.05 /* seconds the thread waits before it looks at `stop` again */
-#define SPIN 30e-6   /* seconds a wait spins on sem_trywait before it hands off to the thread */
 #define IDLE 2      /* seconds an idle thread stays for the next wait before it ends */
 
 typedef struct semw {
@@ -360,12 +359,9 @@ static int sem_wait_m(lua_State *L) {
   shmh_seg *seg;
   sem_t *s = sem_ptr(L, "wait on", &seg);
   int rc = shmh_sem_trywait(s);
-  /* A post from a peer that is running on another core usually follows within a few
-   * microseconds (a ping-pong): spin that long before paying for the hand-off to a thread and
-   * back, which costs several context switches. The spin is bounded by SPIN, so the loop is
-   * never held for longer. */
+  /* Spin briefly before handing off to the thread (SHMH_WAIT_SPIN says why). */
   if (rc == -EAGAIN && shmh_rt_in_task(L) && !(timed && timeout <= 0)) {
-    double until = mono_now() + SPIN;
+    double until = mono_now() + SHMH_WAIT_SPIN;
     while (rc == -EAGAIN && mono_now() < until) {
       for (int i = 0; i < 64; i++) shmh_cpu_relax();
       rc = shmh_sem_trywait(s);
