@@ -285,6 +285,9 @@ static void waiter_async_cb(uv_async_t *a) {
 static int ring_wait(lua_State *L, lring *r, int role, const char *msg, size_t len, int targ) {
   const char *what = role == SHMH_RING_CONSUMER ? "ring:get" : "ring:put";
   double timeout = shmh_check_seconds(L, targ, -1);
+  /* A call that may wait needs a task whether or not this one would have to, so a misuse
+   * shows at once rather than on the day the data comes late. */
+  if (timeout != 0) shmh_rt_task(L, what);
   int n;
 retry:
   n = ring_attempt(L, 1, r, role, msg, len);
@@ -305,7 +308,6 @@ retry:
     if (n) return n;
   }
   if (timeout == 0) return fail_timeout(L);
-  shmh_rt_task(L, what);
   waiter *w = waiter_get(L, r, role);
   if (w->task != NULL)
     return luaL_error(L, "%s: another task is already waiting on this ring", what);

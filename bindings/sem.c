@@ -356,11 +356,14 @@ static int sem_wait_m(lua_State *L) {
   int timed = !lua_isnoneornil(L, 2);
   double timeout = shmh_check_seconds(L, 2, 0);
   lua_settop(L, 2);
+  /* A wait that may block needs a task whether or not this one would have to, so a misuse
+   * shows at once rather than on the day the post comes late; wait(0) is a try. */
+  if (!(timed && timeout <= 0)) shmh_rt_task(L, "s:wait");
   shmh_seg *seg;
   sem_t *s = sem_ptr(L, "wait on", &seg);
   int rc = shmh_sem_trywait(s);
   /* Spin briefly before handing off to the thread (SHMH_WAIT_SPIN says why). */
-  if (rc == -EAGAIN && shmh_rt_in_task(L) && !(timed && timeout <= 0)) {
+  if (rc == -EAGAIN && !(timed && timeout <= 0)) {
     double until = mono_now() + SHMH_WAIT_SPIN;
     while (rc == -EAGAIN && mono_now() < until) {
       for (int i = 0; i < 64; i++) shmh_cpu_relax();
@@ -374,7 +377,6 @@ static int sem_wait_m(lua_State *L) {
   }
   if (rc != -EAGAIN) return shmh_fail(L, -rc, "sem_trywait", sem_label(L, u));
   if (timed && timeout <= 0) return sem_timeout_result(L);
-  shmh_rt_task(L, "s:wait");
   if (u->w && u->w->waiter)
     return luaL_error(L, "s:wait: another task is already waiting on this semaphore object "
                          "(give each task its own object for the same semaphore)");
