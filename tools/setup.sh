@@ -9,10 +9,16 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 have_pc lua5.4 || need+=(liblua5.4-dev)
 have_pc libuv || need+=(libuv1-dev)
 have_pc lua5.4-luv || need+=(lua-luv-dev)
-# Tests compare layouts with the C compiler and drive peers with these tools.
+# The tests compare layouts with the C compiler, build C peers, and drive processes with these
+# tools; a fresh minimal Debian lacks some of them.
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
+[ -e /usr/include/stdio.h ] || need+=(libc6-dev)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v ipcs >/dev/null 2>&1 || need+=(util-linux)
+command -v script >/dev/null 2>&1 || need+=(bsdutils)
+command -v hexdump >/dev/null 2>&1 || need+=(bsdextrautils)
+command -v cmp >/dev/null 2>&1 || need+=(diffutils)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 # Remove duplicates while keeping the order.
