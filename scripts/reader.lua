@@ -14,6 +14,7 @@ a message on stderr and exit 1. The protocol is described at the top of scripts/
 ]]
 local shm = require "shmhost"
 local D = require "day56"
+local cli = require "cli"
 
 local usage = [[
 usage: shmhost reader [options]
@@ -25,18 +26,13 @@ usage: shmhost reader [options]
 
 local o = D.options("reader", usage)
 
-local function die(msg)
-  io.stderr:write(msg, "\n")
-  shm.exit(1)
-end
-
 -- connect{wait=S} retries while the path is missing or nobody listens yet.
 local conn, err, errno = shm.unix.connect(D.address(o, {wait = o.wait}))
 if not conn and errno == shm.errno.EPROTOTYPE then
-  die(("reader: the writer at %s uses the other socket type (%s); give --seqpacket to both or neither")
+  cli.die(("the writer at %s uses the other socket type (%s); give --seqpacket to both or neither")
       :format(o.sockname, err))
 end
-if not conn then die(("reader: no writer at %s after %g s: %s"):format(o.sockname, o.wait, err)) end
+if not conn then cli.die(("no writer at %s after %g s: %s"):format(o.sockname, o.wait, err)) end
 print("[INFO] connected to writer")
 
 -- A writer sends its hello as soon as it accepts; something else listening there may never
@@ -46,34 +42,34 @@ local hello_done = false
 shm.spawn(function()
   shm.sleep(HELLO_WAIT)
   if not hello_done then
-    die(("reader: nothing from %s within %d s of connecting (is a Day56 writer listening there?)")
+    cli.die(("nothing from %s within %d s of connecting (is a Day56 writer listening there?)")
         :format(o.sockname, HELLO_WAIT))
   end
 end)
 local hello, objs = conn:recv()
 hello_done = true
 if not hello and objs == "closed" then
-  die("reader: the writer closed the connection before sending an eventfd")
+  cli.die("the writer closed the connection before sending an eventfd")
 elseif not hello then
-  die("reader: receiving the eventfd from " .. o.sockname .. ": " .. tostring(objs))
+  cli.die("receiving the eventfd from " .. o.sockname .. ": " .. tostring(objs))
 end
 local ev
 for _, obj in ipairs(objs) do
   if not ev and getmetatable(obj).__name == "shmhost.eventfd" then ev = obj else obj:close() end
 end
-if not ev then die("reader: the writer's first message carried no eventfd") end
+if not ev then cli.die("the writer's first message carried no eventfd") end
 -- The hello names the writer's segment; watching another one would show the wrong data. A
 -- peer that sends other bytes (the lab's own writer) is accepted.
 local served = hello:match("^" .. D.HELLO .. "([^\n]*)")
 if served and served ~= o.name then
-  die(("reader: the writer serves segment %s, not %s (use --name %s)"):format(served, o.name, served))
+  cli.die(("the writer serves segment %s, not %s (use --name %s)"):format(served, o.name, served))
 end
 print("[INFO] received eventfd")
 
 local seg, serr = shm.open(o.name)
-if not seg then die("reader: " .. serr) end
+if not seg then cli.die(serr) end
 if seg:size() < D.Data.size then
-  die(("reader: segment %s has %d bytes, less than struct shm_data (%d)")
+  cli.die(("segment %s has %d bytes, less than struct shm_data (%d)")
       :format(o.name, seg:size(), D.Data.size))
 end
 local d = D.Data:view(seg)
@@ -84,14 +80,14 @@ local lock = d.lock
 -- message instead of a hang or a crash.
 local function snapshot()
   local ok, got, why = pcall(lock.lock, lock, 5)
-  if ok and not got then die("reader: the lock of " .. o.name .. " was not released in 5 s (" .. tostring(why) .. ")") end
-  if not ok then die("reader: cannot lock " .. o.name .. ": " .. tostring(got)) end
+  if ok and not got then cli.die("the lock of " .. o.name .. " was not released in 5 s (" .. tostring(why) .. ")") end
+  if not ok then cli.die("cannot lock " .. o.name .. ": " .. tostring(got)) end
   if why == "owner-died" then
-    io.stderr:write("reader: warning: the holder of the lock died; reading anyway\n")
+    cli.say("warning: the holder of the lock died; reading anyway")
   end
   local rok, act, counter, message = pcall(function() return d.activation, d.counter, d.message end)
   pcall(lock.unlock, lock)
-  if not rok then die("reader: cannot read " .. o.name .. ": " .. tostring(act)) end
+  if not rok then cli.die("cannot read " .. o.name .. ": " .. tostring(act)) end
   return act, counter, message
 end
 
@@ -103,7 +99,7 @@ end
 print("[INFO] epoll wait start")
 
 ev:on(function(count, everr)
-  if count == nil then die("reader: eventfd: " .. tostring(everr)) end
+  if count == nil then cli.die("eventfd: " .. tostring(everr)) end
   local act, counter, message = snapshot()
   if not act then return shut_down() end
   print("[INFO] shm_data:")
@@ -119,5 +115,5 @@ conn:on_recv(function(bytes, extra)
     return
   end
   if not snapshot() then return shut_down() end
-  die("reader: the writer died (control connection closed without a shutdown)")
+  cli.die("the writer died (control connection closed without a shutdown)")
 end)

@@ -39,6 +39,7 @@ a writer that died (nobody listening) is replaced with a warning.
 local shm = require "shmhost"
 local uv = require "luv"
 local D = require "day56"
+local cli = require "cli"
 
 local usage = [[
 usage: shmhost writer [options]    then commands on stdin: -w TEXT | -s | -t
@@ -48,11 +49,6 @@ usage: shmhost writer [options]    then commands on stdin: -w TEXT | -s | -t
   --seqpacket        SOCK_SEQPACKET instead of SOCK_STREAM]]
 
 local o = D.options("writer", usage)
-
-local function die(code, msg)
-  io.stderr:write(msg, "\n")
-  shm.exit(code)
-end
 
 -- Is a writer alive behind the control socket? A connect succeeds only if something
 -- listens; SO_PEERCRED then gives the listener's pid (recorded by the kernel at listen()). A
@@ -73,7 +69,7 @@ end
 
 local other = live_writer()
 if other then
-  die(1, ("writer: another writer (pid %d) is serving %s; not starting"):format(other, o.sockname))
+  cli.die(("another writer (pid %d) is serving %s; not starting"):format(other, o.sockname))
 end
 
 -- No writer is alive, so a segment of this name is what a dead one left behind.
@@ -82,7 +78,7 @@ local function remove_stale(name)
   if old then
     local ok, err = old:unlink()
     old:close()
-    if not ok then die(1, "writer: " .. err) end
+    if not ok then cli.die(err) end
   else
     -- An empty object cannot be mapped; on Linux shm_unlink removes /dev/shm/NAME.
     os.remove("/dev/shm" .. name)
@@ -97,7 +93,7 @@ if not seg and errno == shm.errno.EEXIST then
   remove_stale(o.name)
   seg, err = shm.open(o.name, create)
 end
-if not seg then die(1, "writer: " .. err) end
+if not seg then cli.die(err) end
 print("[INFO] shm_open success")
 local d = D.Data:view(seg)
 print("[INFO] shared memory mapped")
@@ -108,7 +104,7 @@ d.message = ""
 
 -- listen replaces a stale socket file itself (with a warning) and refuses a live listener.
 local srv, serr = shm.unix.listen(D.address(o))
-if not srv then die(1, "writer: " .. serr) end
+if not srv then cli.die(serr) end
 print("[INFO] socket created")
 print("[INFO] socket listen success")
 
@@ -127,13 +123,13 @@ local function on_conn(conn, aerr)
   if not conn then
     -- A failing accept (out of descriptors...) stops on_accept; try again a little later
     -- rather than stop serving readers.
-    io.stderr:write("writer: accept: ", tostring(aerr), "; retrying\n")
+    cli.say("accept: " .. tostring(aerr) .. "; retrying")
     shm.sleep(0.1)
     return accept()
   end
   local ev, everr = shm.eventfd{}
   if not ev then
-    io.stderr:write("writer: ", everr, "; dropping a reader\n")
+    cli.say(everr .. "; dropping a reader")
     return conn:close()
   end
   readers[conn] = ev
@@ -157,7 +153,7 @@ local function shutdown(status)
   -- Even when the segment is broken (truncated by a peer) the readers are woken and the
   -- names removed: a reader woken over a broken segment reports it and ends.
   local ok, err = pcall(d.lock.with, d.lock, function() d.activation = false end)
-  if not ok then io.stderr:write("writer: ", tostring(err), "\n") end
+  if not ok then cli.say(err) end
   notify_all()
   srv:close() -- removes the socket path
   seg:close() -- created here, so this unlinks the segment; readers keep their mappings
@@ -183,8 +179,8 @@ local function command(line)
     -- The message is a C string: it ends at a NUL byte, as it would for the C writer.
     local text = line:sub(4):match("^[^%z]*")
     if #text >= D.MSG_SIZE then
-      io.stderr:write(("writer: message too long (%d bytes, at most %d); nothing changed\n")
-                      :format(#text, D.MSG_SIZE - 1))
+      cli.say(("message too long (%d bytes, at most %d); nothing changed")
+              :format(#text, D.MSG_SIZE - 1))
       return
     end
     d.lock:with(function()
@@ -220,7 +216,7 @@ while true do
   -- traceback, and still tell the readers and remove the names.
   local ok, err = pcall(command, line)
   if not ok then
-    io.stderr:write("writer: ", tostring(err), "\n")
+    cli.say(err)
     shutdown()
   end
 end

@@ -3,6 +3,7 @@
 -- protocol itself is described at the top of scripts/writer.lua.
 local shm = require "shmhost"
 local uv = require "luv"
+local cli = require "cli"
 
 local M = {}
 
@@ -20,41 +21,21 @@ M.Data = shm.layout{
 M.HELLO = "day56 "
 function M.hello(name) return M.HELLO .. name .. "\n" end
 
--- Parses the options of `prog` ("writer" or "reader") from the script's `arg`. Exits 2 with
--- the usage on a mistake.
+-- Parses the options of `prog` ("writer" or "reader") from the script's `arg`; a mistake is
+-- a usage error (lib/cli.lua). Only the reader waits for its peer, so only it takes --wait.
 function M.options(prog, usage)
-  local o = {name = M.NAME, path = M.SOCKET, type = "stream", wait = 5}
-  local function bad(msg)
-    io.stderr:write(prog, ": ", msg, "\n", usage, "\n")
-    shm.exit(2)
-  end
-  local i = 1
-  local function value(a)
-    i = i + 1
-    if arg[i] == nil then bad(a .. " needs a value") end
-    return arg[i]
-  end
-  while arg[i] ~= nil do
-    local a = arg[i]
-    if a == "--name" then o.name = value(a)
-    elseif a == "--socket" then o.path, o.abstract = value(a), nil
-    elseif a == "--abstract" then o.abstract, o.path = value(a), nil
-    elseif a == "--seqpacket" then o.type = "seqpacket"
-    elseif a == "--wait" and prog == "reader" then
-      local s = value(a)
-      o.wait = tonumber(s)
-      if not o.wait or o.wait < 0 or o.wait ~= o.wait then
-        bad("--wait needs a number of seconds, got '" .. s .. "'")
-      end
-    elseif a == "-h" or a == "--help" then print(usage) shm.exit(0)
-    else bad("unknown option '" .. a .. "'") end
-    i = i + 1
-  end
-  -- A POSIX shared-memory name is one path component after the slash.
-  if not o.name:match("^/[^/]+$") or #o.name > 250 then
-    bad("--name must look like /name (one slash, at the start), got '" .. o.name .. "'")
-  end
-  if (o.path or o.abstract) == "" then bad("the socket name must not be empty") end
+  local spec = {
+    prog = prog, usage = usage,
+    defaults = {name = M.NAME, path = M.SOCKET, type = "stream", wait = 5},
+    {"--name", cli.posix_name},
+    -- A path and an abstract name exclude each other: the last one given counts.
+    {"--socket", cli.string, set = function(o, v) o.path, o.abstract = v, nil end},
+    {"--abstract", cli.string, set = function(o, v) o.abstract, o.path = v, nil end},
+    {"--seqpacket", set = function(o) o.type = "seqpacket" end},
+  }
+  if prog == "reader" then spec[#spec + 1] = {"--wait", cli.seconds} end
+  local o = cli.parse(arg, spec)
+  if (o.path or o.abstract) == "" then cli.usage_error("the socket name must not be empty") end
   o.sockname = o.abstract and ("@" .. o.abstract) or o.path
   return o
 end
