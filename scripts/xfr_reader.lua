@@ -1,8 +1,8 @@
 -- Stream transfer, reader side (POSIX course exercise): a segment filled by xfr_writer to stdout, block by block, until a block of 0 bytes (--ring too)
 local shm = require "shmhost"
 local X = require "xfr"
+local cli = require "cli"
 
-local prog = "xfr_reader"
 local usage = [[
 usage: shmhost xfr_reader [--name /NAME] [--wait S] [--ring] > OUTPUT
   Copies what `shmhost xfr_writer` sends through the POSIX shared memory object NAME
@@ -10,10 +10,8 @@ usage: shmhost xfr_reader [--name /NAME] [--wait S] [--ring] > OUTPUT
   the writer.
   --ring   the writer uses the shared-memory ring (give it to both sides)]]
 
-local o = X.options(prog, arg, usage)
-local off = {}
-for _, f in ipairs{"ready", "mode", "block", "cnt", "done", "writer_pid", "reader_pid",
-                   "wsem", "rsem"} do off[f] = X.off(f) end
+local o = X.options("xfr_reader", arg, usage)
+local off = X.OFF
 
 -- Wait for a writer's object to exist and be initialised. One whose writer is dead is a
 -- leftover: a new writer will replace it, so keep waiting.
@@ -26,7 +24,7 @@ while true do
   end
   if s then s:close() end
   if shm.now() >= deadline then
-    X.die(prog, ("no writer on %s after %g s"):format(o.name, o.wait))
+    cli.die(("no writer on %s after %g s"):format(o.name, o.wait))
   end
   shm.sleep(0.02)
 end
@@ -34,16 +32,16 @@ end
 local mode, block = seg:load("i32", off.mode), seg:load("i32", off.block)
 if mode ~= X.MODE_SEM and mode ~= X.MODE_RING or block < 1 or block > X.MAX_BLOCK
    or X.segment_size(mode, block) > seg:size() then
-  X.die(prog, o.name .. " does not hold a valid transfer header")
+  cli.die(o.name .. " does not hold a valid transfer header")
 end
 if (mode == X.MODE_RING) ~= o.ring then
-  X.die(prog, ("the writer %s the ring: give --ring to both sides or to neither")
+  cli.die(("the writer %s the ring: give --ring to both sides or to neither")
               :format(mode == X.MODE_RING and "uses" or "does not use"))
 end
 local me = shm.pid()
 local took, other = seg:cas("i32", off.reader_pid, 0, me)
 if not took then
-  if X.alive(other) then X.die(prog, ("%s already has a reader (pid %d)"):format(o.name, other)) end
+  if X.alive(other) then cli.die(("%s already has a reader (pid %d)"):format(o.name, other)) end
   seg:store("i32", off.reader_pid, me)
 end
 local writer = seg:load("i32", off.writer_pid)
@@ -51,25 +49,18 @@ local writer = seg:load("i32", off.writer_pid)
 -- A writer that dies cannot remove its object any more: the reader does, then fails.
 local function writer_died()
   seg:unlink()
-  X.die(prog, ("writer (pid %d) died"):format(writer))
+  cli.die(("writer (pid %d) died"):format(writer))
 end
 local watchdog = X.watchdog(function() return writer end, writer_died)
 
-local out = X.stdout_writer(prog, block)
+local out = X.stdout_writer(block)
 local progress = X.progress()
 if mode == X.MODE_SEM then
   local wsem, rsem = shm.sem(seg, off.wsem), shm.sem(seg, off.rsem)
-  local function take(sem)
-    while true do
-      local ok, err = sem:wait(0.25)
-      if ok then return end
-      if err ~= "timeout" then X.die(prog, "sem_wait: " .. tostring(err)) end
-    end
-  end
   while true do
-    take(rsem)
+    X.take(rsem)
     local n = seg:load("i32", off.cnt)
-    if n < 0 or n > block then X.die(prog, ("bad block count %d (block is %d)"):format(n, block)) end
+    if n < 0 or n > block then cli.die(("bad block count %d (block is %d)"):format(n, block)) end
     if n == 0 then break end
     -- The block is copied out, so the writer may fill the next one while this one goes out.
     local data = seg:read(X.DATA, n)
@@ -88,12 +79,12 @@ else
       -- The writer closed its ring without the end mark: it was stopped (a signal ran its
       -- cleanup, which removes the object).
       if err == "peer closed" then
-        X.die(prog, ("writer (pid %d) stopped before the end of the data"):format(writer))
+        cli.die(("writer (pid %d) stopped before the end of the data"):format(writer))
       end
-      X.die(prog, "ring: " .. tostring(err))
+      cli.die("ring: " .. tostring(err))
     end
     if #s == 0 then break end
-    if #s > block then X.die(prog, ("message of %d bytes, more than a block"):format(#s)) end
+    if #s > block then cli.die(("message of %d bytes, more than a block"):format(#s)) end
     out.write(s)
     progress.add(#s)
   end

@@ -1,8 +1,8 @@
 -- Stream transfer, writer side (POSIX course exercise): stdin into a segment a block at a time, two semaphores in alternating access (or --ring)
 local shm = require "shmhost"
 local X = require "xfr"
+local cli = require "cli"
 
-local prog = "xfr_writer"
 local usage = [[
 usage: shmhost xfr_writer [--name /NAME] [--block BYTES] [--ring] < INPUT
   Copies stdin into the POSIX shared memory object NAME (default /pshm_xfr), one block
@@ -10,12 +10,10 @@ usage: shmhost xfr_writer [--name /NAME] [--block BYTES] [--ring] < INPUT
   The end of the data is a block of 0 bytes; the writer removes the object at the end.
   --ring   use the shared-memory ring instead of two semaphores (give it to both sides)]]
 
-local o = X.options(prog, arg, usage)
+local o = X.options("xfr_writer", arg, usage)
 local mode = o.ring and X.MODE_RING or X.MODE_SEM
 local size = X.segment_size(mode, o.block)
-local off = {}
-for _, f in ipairs{"ready", "mode", "block", "cnt", "done", "writer_pid", "reader_pid",
-                   "wsem", "rsem"} do off[f] = X.off(f) end
+local off = X.OFF
 
 -- Create the object. One left by a writer that died is replaced with a warning; one whose
 -- writer is alive is not ours to take.
@@ -24,14 +22,14 @@ if not seg and errno == shm.errno.EEXIST then
   local old = shm.open(o.name)
   local pid = old and old:size() >= X.Header.size and old:load("i32", off.writer_pid) or 0
   if X.alive(pid) then
-    X.die(prog, ("%s is in use by another writer (pid %d)"):format(o.name, pid))
+    cli.die(("%s is in use by another writer (pid %d)"):format(o.name, pid))
   end
-  io.stderr:write(("%s: warning: replacing stale %s%s\n"):format(prog, o.name,
-                  pid > 0 and (" (writer pid %d is gone)"):format(pid) or ""))
+  cli.say(("warning: replacing stale %s%s"):format(o.name,
+          pid > 0 and (" (writer pid %d is gone)"):format(pid) or ""))
   if old then old:unlink(); old:close() end
   seg, msg = shm.open(o.name, {create = true, excl = true, size = size})
 end
-if not seg then X.die(prog, msg) end
+if not seg then cli.die(msg) end
 
 seg:store("i32", off.writer_pid, shm.pid())
 seg:store("i32", off.mode, mode)
@@ -50,16 +48,7 @@ seg:store("i32", off.ready, 1)
 
 -- A reader that dies ends the writer; exit runs the cleanup that removes the object.
 local watchdog = X.watchdog(function() return seg:load("i32", off.reader_pid) end,
-  function(pid) X.die(prog, ("reader (pid %d) died"):format(pid)) end)
-
--- Waits for a semaphore in short slices, so the loop (and the watchdog) keeps running.
-local function take(sem)
-  while true do
-    local ok, err = sem:wait(0.25)
-    if ok then return end
-    if err ~= "timeout" then X.die(prog, "sem_wait: " .. tostring(err)) end
-  end
-end
+  function(pid) cli.die(("reader (pid %d) died"):format(pid)) end)
 
 local read = X.stdin_reader(o.block)
 local progress = X.progress()
@@ -67,7 +56,7 @@ local ok, err = pcall(function()
   if mode == X.MODE_SEM then
     while true do
       local s = read()
-      take(wsem)
+      X.take(wsem)
       if s == nil then break end
       seg:write(X.DATA, s)
       seg:store("i32", off.cnt, #s)
@@ -78,7 +67,7 @@ local ok, err = pcall(function()
     -- object can go even if the reader started after everything was written.
     seg:store("i32", off.cnt, 0)
     rsem:post()
-    take(wsem)
+    X.take(wsem)
   else
     while true do
       local s = read()
@@ -95,7 +84,7 @@ end)
 if not ok then
   local pid = seg:load("i32", off.reader_pid)
   if tostring(err):find("peer died") then err = ("reader (pid %d) died"):format(pid) end
-  X.die(prog, tostring(err))
+  cli.die(tostring(err))
 end
 progress.finish()
 watchdog:close()

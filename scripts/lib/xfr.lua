@@ -12,6 +12,7 @@
 -- `ready` is stored last by the writer: a reader that sees it sees an initialised segment.
 local shm = require "shmhost"
 local uv = require "luv"
+local cli = require "cli"
 
 local X = {}
 
@@ -24,6 +25,9 @@ X.DATA = (X.Header.size + 63) & ~63
 X.MAX_BLOCK = 1 << 28 -- 256 MiB: a ring of four such blocks stays under its 4 GiB limit
 
 function X.off(field) return X.Header:offset(field) end
+-- Every field's offset by name: X.OFF.cnt.
+X.OFF = {}
+for _, f in ipairs(X.Header:fields()) do X.OFF[f.name] = f.offset end
 
 -- Ring capacity for a block size: room for four full blocks in flight.
 function X.ring_capacity(block) return 4 * ((block + 8 + 7) & ~7) end
@@ -33,36 +37,27 @@ function X.segment_size(mode, block)
   return X.DATA + block
 end
 
-function X.die(prog, msg, code)
-  io.stderr:write(prog, ": ", msg, "\n")
-  shm.exit(code or 1)
+-- Parses --name, --block, --wait, --ring (and -h) for `prog`; a mistake is a usage error.
+-- Both sides take all four, so one command line can be given to either.
+function X.options(prog, args, usage)
+  return cli.parse(args, {
+    prog = prog, usage = usage, unknown = "unknown argument '%s'",
+    defaults = {name = "/pshm_xfr", block = 65536, wait = 10, ring = false},
+    {"--name", cli.posix_name},
+    {"--block", cli.integer(1, X.MAX_BLOCK)},
+    {"--wait", cli.seconds},
+    {"--ring"},
+  })
 end
 
--- Parses --name, --block, --wait, --ring (and -h). Exits 2 on a usage error.
-function X.options(prog, args, usage)
-  local o = {name = "/pshm_xfr", block = 65536, wait = 10, ring = false}
-  local i = 1
-  local function value(opt)
-    i = i + 1
-    if args[i] == nil then X.die(prog, opt .. " needs a value\n" .. usage, 2) end
-    return args[i]
+-- Waits for a semaphore in short slices, so the loop (and the watchdog on the peer) keeps
+-- running; any failure but the timeout ends the process.
+function X.take(sem)
+  while true do
+    local ok, err = sem:wait(0.25)
+    if ok then return end
+    if err ~= "timeout" then cli.die("sem_wait: " .. tostring(err)) end
   end
-  while i <= #args do
-    local a = args[i]
-    if a == "--name" then o.name = value(a)
-    elseif a == "--block" then o.block = math.tointeger(tonumber(value(a)))
-      if not o.block or o.block < 1 or o.block > X.MAX_BLOCK then
-        X.die(prog, "--block must be an integer from 1 to " .. X.MAX_BLOCK, 2)
-      end
-    elseif a == "--wait" then o.wait = tonumber(value(a))
-      if not o.wait or o.wait < 0 then X.die(prog, "--wait must be a number of seconds", 2) end
-    elseif a == "--ring" then o.ring = true
-    elseif a == "-h" or a == "--help" then io.stderr:write(usage, "\n"); shm.exit(0)
-    else X.die(prog, "unknown argument '" .. a .. "'\n" .. usage, 2) end
-    i = i + 1
-  end
-  if not o.name:match("^/[^/]+$") then X.die(prog, "--name must look like /name", 2) end
-  return o
 end
 
 -- Whether the process `pid` is alive: it exists and is not a zombie (a dead peer that is our
@@ -176,12 +171,12 @@ end
 -- so a downstream that stops reading never freezes the loop (and with it the watch on the
 -- writer, which must still end the reader within a second): write(s) queues s and waits only
 -- while more than two blocks are queued; finish() waits until everything is written.
-function X.stdout_writer(prog, block)
+function X.stdout_writer(block)
   local kind = uv.guess_handle(1)
   if kind ~= "pipe" and kind ~= "tty" then
     io.stdout:setvbuf("full", 1 << 16)
     local function check(ok, err)
-      if not ok then X.die(prog, "write stdout: " .. tostring(err)) end
+      if not ok then cli.die("write stdout: " .. tostring(err)) end
     end
     return {write = function(s) check(io.stdout:write(s)) end,
             finish = function() check(io.stdout:flush()) end}
@@ -202,13 +197,13 @@ function X.stdout_writer(prog, block)
       waiter = coroutine.running()
       shm.suspend()
     end
-    if failed then X.die(prog, "write stdout: " .. failed) end
+    if failed then cli.die("write stdout: " .. failed) end
   end
   local w = {}
   function w.write(s)
     if #s == 0 then return end
     local ok, err = h:write(s, on_write)
-    if not ok then X.die(prog, "write stdout: " .. tostring(err)) end
+    if not ok then cli.die("write stdout: " .. tostring(err)) end
     drain(2 * block)
   end
   function w.finish()
