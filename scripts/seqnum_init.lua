@@ -1,7 +1,7 @@
 -- Sequence number, set-up side (POSIX course example): creates the object holding a semaphore and a sequence number, or removes it (--remove)
 local shm = require "shmhost"
+local cli = require "cli"
 
-local prog = "seqnum_init"
 local usage = [[
 usage: shmhost seqnum_init [--name /NAME | /NAME] [INIT-VALUE]
        shmhost seqnum_init --remove [--name /NAME | /NAME]
@@ -14,53 +14,33 @@ usage: shmhost seqnum_init [--name /NAME | /NAME] [INIT-VALUE]
 -- The layout both scripts share; it is the course's struct byte for byte.
 local Shmbuf = shm.layout{{"sem", "sem"}, {"seqnum", "int"}}
 
-local function die(msg, code)
-  io.stderr:write(prog, ": ", msg, "\n")
-  os.exit(code or 1)
-end
-
-local function usage_error(msg)
-  if msg then io.stderr:write(prog, ": ", msg, "\n") end
-  io.stderr:write(usage, "\n")
-  os.exit(2)
-end
-
-local o = {name = "/pshm_seqnum"}
-local i = 1
-while i <= #arg do
-  local a = arg[i]
-  if a == "-h" or a == "--help" then
-    io.stderr:write(usage, "\n")
-    os.exit(0)
-  elseif a == "--name" then
-    o.name = arg[i + 1] or usage_error("--name needs a value")
-    i = i + 1
-  elseif a == "--remove" then
-    o.remove = true
-  elseif a:sub(1, 1) == "/" then
-    o.name = a
-  elseif a:match("^%-?%d+$") and o.value == nil then
-    o.value = math.tointeger(tonumber(a))
-    if not o.value or o.value < -2^31 or o.value >= 2^31 then
-      usage_error("INIT-VALUE must fit a C int: " .. a)
+-- Words: /NAME (as --name) and INIT-VALUE, a C int, in any order.
+local o = cli.parse(arg, {
+  prog = "seqnum_init", usage = usage, unknown = "unexpected argument '%s'",
+  defaults = {name = "/pshm_seqnum"},
+  {"--name", cli.posix_name},
+  {"--remove"},
+  positional = function(o, word)
+    if word:sub(1, 1) == "/" then
+      local name, msg = cli.posix_name(word, "NAME")
+      o.name = name or o.name
+      return name ~= nil, msg
     end
-  else
-    usage_error("unexpected argument '" .. a .. "'")
-  end
-  i = i + 1
-end
-if o.name:sub(1, 1) ~= "/" or o.name:find("/", 2, true) or #o.name < 2 then
-  usage_error("NAME must look like /name")
-end
+    if o.value ~= nil or not word:match("^%-?%d+$") then return false end
+    local msg
+    o.value, msg = cli.integer(-(1 << 31), (1 << 31) - 1)(word, "INIT-VALUE")
+    return o.value ~= nil, msg
+  end,
+})
 
 if o.remove then
-  if o.value then usage_error("--remove takes no INIT-VALUE") end
+  if o.value then cli.usage_error("--remove takes no INIT-VALUE") end
   local seg, msg = shm.open(o.name)
-  if not seg then die(msg) end
+  if not seg then cli.die(msg) end
   local ok, umsg = seg:unlink()
   seg:close()
-  if not ok then die(umsg) end
-  os.exit(0)
+  if not ok then cli.die(umsg) end
+  shm.exit(0)
 end
 
 -- Like the course's program, an earlier instance is removed first: a process that died in
@@ -71,7 +51,7 @@ if old then
   old:close()
 end
 local seg, msg = shm.open(o.name, {create = true, excl = true, size = Shmbuf.size, keep = true})
-if not seg then die(msg) end
+if not seg then cli.die(msg) end
 local d = Shmbuf:view(seg)
 -- The number first, then the semaphore that makes it available, so a seqnum_get that opens
 -- the object early finds it taken (value 0 from the new, zero-filled pages) until it is ready.
@@ -79,6 +59,6 @@ d.seqnum = o.value or 0
 local ok, emsg = d.sem:init(1)
 if not ok then
   seg:unlink()
-  die(emsg)
+  cli.die(emsg)
 end
 seg:close()
