@@ -133,6 +133,11 @@ key=$(sed -n 's/^Writer: Generated key: \(-\{0,1\}[0-9]*\)$/\1/p' "$dir/w5.out")
 hex=$(key_hex "$key"); keys+=("$hex")
 old=$(sed -n 's/^Writer: Shared memory segment created with ID: \([0-9]*\)$/\1/p' "$dir/w5.out")
 kill -KILL -- "-$wpid"; wait "$wpid" 2>/dev/null
+# The group's leader is reaped first; the killed shmhost may still be tearing down its mapping.
+for _ in $(seq 100); do
+  ipcs -m | grep -i "^$hex" | awk '{exit !($6 == "0")}' && break
+  sleep 0.05
+done
 ipcs -m | grep -i "^$hex" | awk '{exit !($6 == "0")}' || fail "no stale segment with nattch 0 after kill"
 start_writer w6 --keyfile "$kf" --wait 20
 wpid=$last
