@@ -12,8 +12,8 @@
 -- reparented), checked every 50 ms.
 local shm = require "shmhost"
 local uv = require "luv"
+local cli = require "cli"
 
-local prog = "pingpong"
 local usage = [[
 usage: shmhost pingpong [--via eventfd|sem|ring|spin] [--count N] [--size BYTES]
                         [--warmup N] [--json]
@@ -32,42 +32,20 @@ usage: shmhost pingpong [--via eventfd|sem|ring|spin] [--count N] [--size BYTES]
 local VIAS = {eventfd = true, sem = true, ring = true, spin = true}
 local MAX_COUNT, MAX_SIZE = 100000000, 16 << 20
 
-local function die(msg, code)
-  io.stderr:write(prog, ": ", msg, "\n")
-  shm.exit(code or 1)
-end
-
 local function options(args)
-  local o = {via = "eventfd", count = 10000, size = 64, warmup = 100, json = false}
-  local i = 1
-  local function value(opt)
-    i = i + 1
-    if args[i] == nil then die(opt .. " needs a value\n" .. usage, 2) end
-    return args[i]
-  end
-  local function integer(opt, lo, hi)
-    local v = math.tointeger(tonumber(value(opt)))
-    if not v or v < lo or v > hi then
-      die(("%s must be an integer from %d to %d"):format(opt, lo, hi), 2)
-    end
-    return v
-  end
-  while i <= #args do
-    local a = args[i]
-    if a == "--via" then
-      o.via = value(a)
-      if not VIAS[o.via] then die("--via must be eventfd, sem, ring or spin", 2) end
-    elseif a == "--count" then o.count = integer(a, 1, MAX_COUNT)
-    elseif a == "--size" then o.size = integer(a, 0, MAX_SIZE)
-    elseif a == "--warmup" then o.warmup = integer(a, 0, MAX_COUNT)
-    elseif a == "--json" then o.json = true
-    elseif a == "--role" then o.role = value(a) -- how ping starts pong; not for people
-    elseif a == "--socket" then o.socket = value(a)
-    elseif a == "-h" or a == "--help" then io.stderr:write(usage, "\n"); shm.exit(0)
-    else die("unknown argument '" .. a .. "'\n" .. usage, 2) end
-    i = i + 1
-  end
-  if o.role and (o.role ~= "pong" or not o.socket) then die("--role pong needs --socket", 2) end
+  local o = cli.parse(args, {
+    prog = "pingpong", usage = usage, unknown = "unknown argument '%s'",
+    defaults = {via = "eventfd", count = 10000, size = 64, warmup = 100, json = false},
+    {"--via", cli.choice{"eventfd", "sem", "ring", "spin"}},
+    {"--count", cli.integer(1, MAX_COUNT)},
+    {"--size", cli.integer(0, MAX_SIZE)},
+    {"--warmup", cli.integer(0, MAX_COUNT)},
+    {"--json"},
+    -- How ping starts pong; not for people.
+    {"--role", cli.string},
+    {"--socket", cli.string},
+  })
+  if o.role and (o.role ~= "pong" or not o.socket) then cli.usage_error("--role pong needs --socket") end
   return o
 end
 
@@ -100,7 +78,7 @@ local function transport(via, seg, objs, size, p, out, inn)
       ev_out:notify(1)
     end, function()
       local n, err = ev_in:wait()
-      if not n then die("eventfd wait: " .. tostring(err)) end
+      if not n then cli.die("eventfd wait: " .. tostring(err)) end
       return size > 0 and seg:read(p.slot[inn], size) or ""
     end
   elseif via == "sem" then
@@ -110,17 +88,17 @@ local function transport(via, seg, objs, size, p, out, inn)
       s_out:post()
     end, function()
       local ok, err = s_in:wait()
-      if not ok then die("sem wait: " .. tostring(err)) end
+      if not ok then cli.die("sem wait: " .. tostring(err)) end
       return size > 0 and seg:read(p.slot[inn], size) or ""
     end
   elseif via == "ring" then
     local r_out, r_in = objs[out], objs[inn]
     return function(s)
       local ok, err = r_out:put(s)
-      if not ok then die("ring put: " .. tostring(err)) end
+      if not ok then cli.die("ring put: " .. tostring(err)) end
     end, function()
       local s, err = r_in:get()
-      if not s then die("ring get: " .. tostring(err)) end
+      if not s then cli.die("ring get: " .. tostring(err)) end
       return s
     end
   end
@@ -153,17 +131,17 @@ end
 
 local function pong(o)
   local c, err = shm.unix.connect{abstract = o.socket, type = "seqpacket", wait = 5}
-  if not c then die("connect to the ping side: " .. tostring(err)) end
+  if not c then cli.die("connect to the ping side: " .. tostring(err)) end
   local msg, objs = c:recv()
   c:close()
   local via, size, total, parent = (msg or ""):match("^(%a+) (%d+) (%d+) (%d+)$")
   size, total, parent = math.tointeger(size), math.tointeger(total), math.tointeger(parent)
   local seg = objs and objs[1]
   if not (via and VIAS[via] and size and total and parent and seg) then
-    die("bad set-up message from the ping side: " .. ("%q"):format(tostring(msg)))
+    cli.die("bad set-up message from the ping side: " .. ("%q"):format(tostring(msg)))
   end
   local p = plan(size)
-  if seg:size() < p.total then die("segment too small for the plan") end
+  if seg:size() < p.total then cli.die("segment too small for the plan") end
   local ends = {}
   if via == "eventfd" then ends = {objs[2], objs[3]}
   elseif via == "ring" then
@@ -172,7 +150,7 @@ local function pong(o)
   -- The ping side's death: we are its child, so our parent pid changes when it dies.
   local watch = uv.new_timer()
   watch:start(50, 50, function()
-    if uv.os_getppid() ~= parent then die(("ping side (pid %d) died"):format(parent)) end
+    if uv.os_getppid() ~= parent then cli.die(("ping side (pid %d) died"):format(parent)) end
   end)
   watch:unref()
   local send, recv = transport(via, seg, ends, size, p, 2, 1)
@@ -212,8 +190,10 @@ local function ping(o)
   }, function(code, sig)
     exited = {code = code, sig = sig}
     child:close()
-    if not finished then
-      die(("pong side (pid %d) %s"):format(pid, sig ~= 0 and ("died (signal %d)"):format(sig)
+    -- Pong ends by itself, with status 0, right after it has sent the last echo, which may
+    -- be before ping has taken it; anything else before the end is a failure.
+    if not finished and (code ~= 0 or sig ~= 0) then
+      cli.die(("pong side (pid %d) %s"):format(pid, sig ~= 0 and ("died (signal %d)"):format(sig)
                                               or ("exited with status %d"):format(code)))
     end
     if waiter then
@@ -222,11 +202,11 @@ local function ping(o)
       shm.resume(w)
     end
   end)
-  if not child then die("spawn " .. uv.exepath() .. ": " .. tostring(pid)) end
+  if not child then cli.die("spawn " .. uv.exepath() .. ": " .. tostring(pid)) end
   -- Our own failure takes the child with it rather than leaving it to notice.
   local function fail(msg)
     if not exited then uv.process_kill(child, "sigterm") end
-    die(msg)
+    cli.die(msg)
   end
 
   local conn, err = srv:accept()
@@ -271,7 +251,7 @@ local function ping(o)
   end
   if not exited then fail(("pong side (pid %d) did not end after the last round trip"):format(pid)) end
   if exited.code ~= 0 or exited.sig ~= 0 then
-    die(("pong side (pid %d) ended with status %d, signal %d"):format(pid, exited.code, exited.sig))
+    cli.die(("pong side (pid %d) ended with status %d, signal %d"):format(pid, exited.code, exited.sig))
   end
   for _, e in ipairs(ends) do e:close() end
   seg:close()
