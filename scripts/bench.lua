@@ -22,8 +22,8 @@
 -- be left behind in /dev/shm, ipcs or /tmp.
 local shm = require "shmhost"
 local uv = require "luv"
+local cli = require "cli"
 
-local prog = "bench"
 local SCRIPT = debug.getinfo(1, "S").source:gsub("^@", "")
 local pack, unpack = string.pack, string.unpack
 
@@ -49,53 +49,37 @@ local BY_NAME = {}
 for _, m in ipairs(MECHS) do BY_NAME[m.name] = m end
 local METRICS = {"throughput", "latency"}
 
-local function die(msg, code)
-  io.stderr:write(prog, ": ", msg, "\n")
-  shm.exit(code or 1)
-end
-
 -- ------------------------------------------------------------ options
 
-local function options(args)
-  local o = {size = 4096, json = false}
-  local i = 1
-  local function value(opt)
-    i = i + 1
-    if args[i] == nil then die(opt .. " needs a value\n" .. USAGE, 2) end
-    return args[i]
-  end
-  local function integer(opt, lo, hi)
-    local v = math.tointeger(tonumber(value(opt)))
-    if not v or v < lo or v > hi then
-      die(("%s must be an integer from %d to %d"):format(opt, lo, hi), 2)
+-- --only's list: a set of mechanism names.
+local function mechanisms(word, opt)
+  local set = {}
+  for name in word:gmatch("[^,]+") do
+    if not BY_NAME[name] then
+      return nil, ("%s: unknown name '%s' (names: ring, sem, eventfd, futex, spin, pipe, unix)")
+                  :format(opt, name)
     end
-    return v
+    set[name] = true
   end
-  while i <= #args do
-    local a = args[i]
-    if a == "--quick" then o.quick = true
-    elseif a == "--json" then o.json = true
-    elseif a == "--size" then o.size = integer(a, 1, 16 << 20)
-    elseif a == "--count" then o.count = integer(a, 1, 100000000)
-    elseif a == "--rounds" then o.rounds = integer(a, 1, 100)
-    elseif a == "--deadline" then o.deadline = integer(a, 1, 3600)
-    elseif a == "--only" then
-      o.only = {}
-      for name in value(a):gmatch("[^,]+") do
-        if not BY_NAME[name] then
-          die(("--only: unknown name '%s' (names: ring, sem, eventfd, futex, spin, pipe, unix)")
-              :format(name), 2)
-        end
-        o.only[name] = true
-      end
-      if next(o.only) == nil then die("--only needs at least one name", 2) end
+  if next(set) == nil then return nil, opt .. " needs at least one name" end
+  return set
+end
+
+local function options(args)
+  local o = cli.parse(args, {
+    prog = "bench", usage = USAGE, unknown = "unknown argument '%s'",
+    defaults = {size = 4096, json = false},
+    {"--quick"},
+    {"--json"},
+    {"--size", cli.integer(1, 16 << 20)},
+    {"--count", cli.integer(1, 100000000)},
+    {"--rounds", cli.integer(1, 100)},
+    {"--deadline", cli.integer(1, 3600)},
+    {"--only", mechanisms},
     -- How the main role starts the others; not for people.
-    elseif a == "--run" then o.run = {mech = value(a), metric = value(a)}
-    elseif a == "--peer" then o.peer = value(a)
-    elseif a == "-h" or a == "--help" then io.stderr:write(USAGE, "\n"); shm.exit(0)
-    else die("unknown argument '" .. a .. "'\n" .. USAGE, 2) end
-    i = i + 1
-  end
+    {"--run", cli.string, n = 2, set = function(o, v) o.run = {mech = v[1], metric = v[2]} end},
+    {"--peer", cli.string},
+  })
   o.count = o.count or (o.quick and 1000 or 20000)
   o.rounds = o.rounds or (o.quick and 2 or 3)
   o.deadline = o.deadline or (o.quick and 20 or 60)
@@ -369,7 +353,7 @@ local function watch_parent(what)
   local parent = uv.os_getppid()
   local t = uv.new_timer()
   t:start(50, 50, function()
-    if uv.os_getppid() ~= parent then die(what .. ": the parent process died") end
+    if uv.os_getppid() ~= parent then cli.die(what .. ": the parent process died") end
   end)
   t:unref()
   return t
@@ -378,15 +362,15 @@ end
 local function peer(sockname)
   local watch = watch_parent("peer")
   local c, err = shm.unix.connect{abstract = sockname, wait = 5}
-  if not c then die("peer: connect: " .. tostring(err)) end
+  if not c then cli.die("peer: connect: " .. tostring(err)) end
   local msg, objs = c:recv()
   local mech, metric, size, count, rounds, left =
     tostring(msg):match("^(%a+) (%a+) (%d+) (%d+) (%d+) ([%d.]+)$")
-  if not (mech and objs and objs[1]) then die("peer: bad set-up message " .. ("%q"):format(tostring(msg))) end
+  if not (mech and objs and objs[1]) then cli.die("peer: bad set-up message " .. ("%q"):format(tostring(msg))) end
   local x = {mech = mech, metric = metric, size = math.tointeger(size),
              count = math.tointeger(count), seg = objs[1], deadline = shm.now() + tonumber(left)}
   x.plan = plan(metric, x.size)
-  if x.seg:size() < x.plan.total then die("peer: the segment is smaller than the plan") end
+  if x.seg:size() < x.plan.total then cli.die("peer: the segment is smaller than the plan") end
   local ctl = reader(socket_source(c))
   if mech == "ring" then
     x.rings = {assert(shm.ring.attach(x.seg, x.plan.ring[1])), assert(shm.ring.attach(x.seg, x.plan.ring[2]))}
@@ -457,7 +441,7 @@ local function runner(o)
     shm.exit(0)
   end
   if not BY_NAME[mech] or (metric ~= "throughput" and metric ~= "latency") then
-    die("--run: unknown measurement " .. mech .. " " .. metric, 2)
+    cli.die("--run: unknown measurement " .. mech .. " " .. metric, 2)
   end
   if BY_NAME[mech].why then skip(BY_NAME[mech].why) end
   local watch = watch_parent("runner")
@@ -647,7 +631,7 @@ local function measure_all(o, selected)
   local C, L = {}, {}
   local progress = uv.guess_handle(2) == "tty"
   local function say(what)
-    if progress then io.stderr:write(prog, ": measuring ", what, "\n") end
+    if progress then cli.say("measuring " .. what) end
   end
   local base, why_c = find_baseline()
   if base then
