@@ -6,38 +6,18 @@
 -- shows it, 0xKEY a System V key. The segment is mapped read-only, so cat never changes it.
 -- Offsets are 0-based bytes. --hex prints the canonical hex+ASCII layout of hexdump -C.
 local shm = require "shmhost"
+local cli = require "cli"
 
-local function usage(code)
-  io.stderr:write("usage: shmhost cat NAME|ID|0xKEY [--hex] [--offset N] [--length N]\n")
-  os.exit(code)
-end
-
-local function die(msg)
-  io.stderr:write("cat: ", msg, "\n")
-  os.exit(1)
-end
-
-local target, hex, offset, length
-local i = 1
-while i <= #arg do
-  local a = arg[i]
-  if a == "--hex" then hex = true
-  elseif a == "--offset" or a == "--length" then
-    local n = arg[i + 1] and math.tointeger(tonumber(arg[i + 1]))
-    if not n or n < 0 then
-      io.stderr:write("cat: ", a, " needs a non-negative integer\n")
-      usage(2)
-    end
-    if a == "--offset" then offset = n else length = n end
-    i = i + 1
-  elseif a == "-h" or a == "--help" then usage(0)
-  elseif a:sub(1, 2) == "--" or target then
-    io.stderr:write("cat: unexpected argument '", a, "'\n")
-    usage(2)
-  else target = a end
-  i = i + 1
-end
-if not target then usage(2) end
+local o = cli.parse(arg, {
+  prog = "cat", usage = "usage: shmhost cat NAME|ID|0xKEY [--hex] [--offset N] [--length N]",
+  unknown = "unexpected argument '%s'",
+  {"--hex"},
+  {"--offset", cli.integer(0)},
+  {"--length", cli.integer(0)},
+  positional = "target",
+})
+if not o.target then cli.usage_error() end
+local target, hex, offset, length = o.target, o.hex, o.offset, o.length
 
 -- Opens what the user named, read-only.
 local function open(t)
@@ -50,13 +30,13 @@ local function open(t)
 end
 
 local seg, err = open(target)
-if not seg then die(err) end
+if not seg then cli.die(err) end
 local size = seg:size()
 offset = offset or 0
-if offset > size then die(string.format("offset %d is past the end of %s (%d bytes)", offset, target, size)) end
+if offset > size then cli.die(string.format("offset %d is past the end of %s (%d bytes)", offset, target, size)) end
 length = length or size - offset
 if length > size - offset then
-  die(string.format("offset %d + length %d is past the end of %s (%d bytes)", offset, length, target, size))
+  cli.die(string.format("offset %d + length %d is past the end of %s (%d bytes)", offset, length, target, size))
 end
 
 local CHUNK = 1 << 16
@@ -107,4 +87,4 @@ local ok, e = pcall(function()
 end)
 out:flush()
 seg:detach()
-if not ok then die(tostring(e)) end
+if not ok then cli.die(tostring(e)) end

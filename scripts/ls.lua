@@ -8,25 +8,15 @@
 -- nobody maps it or holds it open; System V: no attach and its creator is dead) and "dest" for
 -- a System V segment marked for removal.
 local objects = require "shmobjects"
+local cli = require "cli"
 
-local function usage(code)
-  io.stderr:write("usage: shmhost ls [--json] [--match TEXT]\n")
-  os.exit(code)
-end
-
-local json, match = false, nil
-local i = 1
-while i <= #arg do
-  local a = arg[i]
-  if a == "--json" then json = true
-  elseif a == "--match" and arg[i + 1] then match = arg[i + 1]; i = i + 1
-  elseif a == "-h" or a == "--help" then usage(0)
-  else
-    io.stderr:write("ls: unknown argument '", a, "'\n")
-    usage(2)
-  end
-  i = i + 1
-end
+local o = cli.parse(arg, {
+  prog = "ls", usage = "usage: shmhost ls [--json] [--match TEXT]",
+  unknown = "unknown argument '%s'",
+  {"--json"},
+  {"--match", cli.string},
+})
+local json, match = o.json, o.match
 
 local list = objects.filter(objects.list(), match)
 

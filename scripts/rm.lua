@@ -12,38 +12,33 @@
 -- would remove. Each removal prints one line; failures go to stderr and the status is 1.
 local shm = require "shmhost"
 local objects = require "shmobjects"
+local cli = require "cli"
 
-local function usage(code)
-  io.stderr:write("usage: shmhost rm NAME|ID|0xKEY...\n",
-                  "       shmhost rm --stale [--match TEXT] [--dry-run]\n")
-  os.exit(code)
-end
+local USAGE = [==[
+usage: shmhost rm NAME|ID|0xKEY...
+       shmhost rm --stale [--match TEXT] [--dry-run]]==]
 
-local targets, stale, match, dry = {}, false, nil, false
-local i = 1
-while i <= #arg do
-  local a = arg[i]
-  if a == "--stale" then stale = true
-  elseif a == "--dry-run" then dry = true
-  elseif a == "--match" and arg[i + 1] then match = arg[i + 1]; i = i + 1
-  elseif a == "-h" or a == "--help" then usage(0)
-  elseif a:sub(1, 2) == "--" then
-    io.stderr:write("rm: unknown option '", a, "'\n")
-    usage(2)
-  else targets[#targets + 1] = a end
-  i = i + 1
-end
-if stale == (#targets > 0) then usage(2) end
-if match and not stale then
-  io.stderr:write("rm: --match goes with --stale\n")
-  usage(2)
-end
+local o = cli.parse(arg, {
+  prog = "rm", usage = USAGE,
+  defaults = {targets = {}, stale = false, dry = false},
+  {"--stale"},
+  {"--dry-run", key = "dry"},
+  {"--match", cli.string},
+  positional = function(o, word)
+    o.targets[#o.targets + 1] = word
+    return true
+  end,
+})
+local targets, stale, match, dry = o.targets, o.stale, o.match, o.dry
+-- Names, or --stale: one of the two.
+if stale == (#targets > 0) then cli.usage_error() end
+if match and not stale then cli.usage_error("--match goes with --stale") end
 
 local failed = false
 local function report(ok, what, msg)
   if ok then print((dry and "would remove " or "removed ") .. what)
   else
-    io.stderr:write("rm: ", msg, "\n")
+    cli.say(msg)
     failed = true
   end
 end
@@ -115,4 +110,4 @@ if stale then
 else
   for _, t in ipairs(targets) do remove_target(t) end
 end
-os.exit(failed and 1 or 0)
+shm.exit(failed and 1 or 0)
