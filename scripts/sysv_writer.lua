@@ -1,6 +1,8 @@
 -- System V writer (chapter 77): ftok key, shmget IPC_CREAT|IPC_EXCL with self-healing, write a message or --struct SensorData, wait for a reader, IPC_RMID
 local shm = require "shmhost"
 local uv = require "luv"
+local cli = require "cli"
+local S = require "sysv"
 
 local usage = [[
 usage: shmhost sysv_writer [options]
@@ -14,63 +16,40 @@ usage: shmhost sysv_writer [options]
   --struct         write struct SensorData { int sensor_id; double value; char status[16]; }
   --sensor-id N, --value X, --status TEXT   its fields (defaults 101, 98.6, "OK")]]
 
-local function die(code, msg)
-  io.stderr:write(msg, "\n")
-  shm.exit(code)
+-- status is a char[16]: at most 15 bytes and the NUL.
+local function status(word, opt)
+  if #word < 16 and not word:find("\0", 1, true) then return word end
+  return nil, ("%s must be at most 15 bytes, got '%s'"):format(opt, word)
 end
 
-local opts = {keyfile = "/tmp/shm_key_file", proj = "X", mode = "0600", wait = 10,
-              message = "Hello from the writer process!", sensor_id = 101, value = 98.6,
-              status = "OK"}
-local i = 1
-local function value_of(name)
-  i = i + 1
-  if arg[i] == nil then die(2, "sysv_writer: " .. name .. " needs a value\n" .. usage) end
-  return arg[i]
-end
-local function number_of(name, integer)
-  local s = value_of(name)
-  local n = integer and math.tointeger(tonumber(s)) or tonumber(s)
-  if n == nil then die(2, "sysv_writer: " .. name .. " needs a number, got '" .. s .. "'") end
-  return n
-end
-while arg[i] ~= nil do
-  local a = arg[i]
-  if a == "--keyfile" then opts.keyfile = value_of(a)
-  elseif a == "--proj" then opts.proj = value_of(a)
-  elseif a == "--size" then opts.size = number_of(a, true)
-  elseif a == "--mode" then opts.mode = value_of(a)
-  elseif a == "--wait" then opts.wait = number_of(a)
-  elseif a == "--message" then opts.message = value_of(a)
-  elseif a == "--struct" then opts.struct = true
-  elseif a == "--sensor-id" then opts.sensor_id = number_of(a, true)
-  elseif a == "--value" then opts.value = number_of(a)
-  elseif a == "--status" then opts.status = value_of(a)
-  elseif a == "-h" or a == "--help" then print(usage) shm.exit(0)
-  else die(2, "sysv_writer: unknown option '" .. a .. "'\n" .. usage) end
-  i = i + 1
-end
-if opts.wait < 0 then die(2, "sysv_writer: --wait must not be negative") end
-local proj = opts.proj
-if proj:match("^%d+$") then proj = tonumber(proj) end
+local opts = S.options("sysv_writer", usage, {
+  defaults = {mode = "0600", wait = 10, message = "Hello from the writer process!",
+              sensor_id = 101, value = 98.6, status = "OK"},
+  {"--size", cli.integer(1)},
+  {"--mode", cli.string},
+  {"--wait", cli.seconds},
+  {"--message", cli.string},
+  {"--sensor-id", cli.integer(-(1 << 31), (1 << 31) - 1)},
+  {"--value", cli.number},
+  {"--status", status},
+})
 
-local SensorData = shm.layout{ {"sensor_id", "int"}, {"value", "double"}, {"status", "char[16]"} }
+local SensorData = S.SensorData
 local size = opts.size or (opts.struct and SensorData.size or 1024)
-if size <= 0 then die(2, "sysv_writer: --size must be positive") end
 if opts.struct and size < SensorData.size then
-  die(2, string.format("sysv_writer: --size %d is smaller than struct SensorData (%d bytes)",
-                       size, SensorData.size))
+  cli.usage_error(("--size %d is smaller than struct SensorData (%d bytes)")
+                  :format(size, SensorData.size))
 end
 
 -- ftok needs an existing file; make the key file the way `touch` would.
 if not uv.fs_stat(opts.keyfile) then
   local fd, err = uv.fs_open(opts.keyfile, "a", tonumber("644", 8))
-  if not fd then die(1, "sysv_writer: cannot create key file " .. opts.keyfile .. ": " .. err) end
+  if not fd then cli.die("cannot create key file " .. opts.keyfile .. ": " .. err) end
   uv.fs_close(fd)
-  io.stderr:write("sysv_writer: created key file ", opts.keyfile, "\n")
+  cli.say("created key file " .. opts.keyfile)
 end
-local key, kerr = shm.ftok(opts.keyfile, proj)
-if not key then die(1, kerr) end
+local key, kerr = shm.ftok(opts.keyfile, opts.proj)
+if not key then cli.die(kerr) end
 print(string.format("Writer: Generated key: %d", key))
 
 local function alive(pid)
@@ -115,35 +94,26 @@ local seg, err, errno = create()
 if not seg and errno == shm.errno.EEXIST then
   local e = sysv_entry(key)
   if e and e.nattch > 0 and alive(e.cpid) then
-    die(1, string.format("sysv_writer: segment id %d with key 0x%08x is in use by a live writer " ..
-                         "(pid %d, %d attached); not replacing it", e.shmid, key & 0xffffffff,
-                         e.cpid, e.nattch))
+    cli.die(string.format("segment id %d with key 0x%08x is in use by a live writer " ..
+                          "(pid %d, %d attached); not replacing it", e.shmid, key & 0xffffffff,
+                          e.cpid, e.nattch))
   end
   if e then
     io.stderr:write(string.format("warning: removing stale segment id %d with key 0x%08x " ..
                                   "(creator pid %d %s, %d attached)\n", e.shmid, key & 0xffffffff,
                                   e.cpid, alive(e.cpid) and "alive" or "gone", e.nattch))
     local old, oerr = shm.sysv_attach(e.shmid, {readonly = true})
-    if not old then die(1, "sysv_writer: " .. oerr) end
+    if not old then cli.die(oerr) end
     local ok, rerr = old:remove()
     old:detach()
-    if not ok then die(1, "sysv_writer: " .. rerr) end
+    if not ok then cli.die(rerr) end
   end
   seg, err, errno = create()
 end
-if not seg then die(1, "sysv_writer: " .. err) end
+if not seg then cli.die(err) end
 print(string.format("Writer: Shared memory segment created with ID: %d", seg.id))
 
--- Where shmat put the segment: /proc/self/maps names a System V mapping "/SYSV<key>" with the
--- segment id as its inode.
-local function address(id)
-  for line in io.lines("/proc/self/maps") do
-    local from, inode, path = line:match("^(%x+)%-%x+%s+%S+%s+%x+%s+%S+%s+(%d+)%s+(%S+)")
-    if path and path:sub(1, 5) == "/SYSV" and tonumber(inode) == id then return "0x" .. from end
-  end
-  return "(unknown)"
-end
-print("Writer: Shared memory attached at address: " .. address(seg.id))
+print("Writer: Shared memory attached at address: " .. S.address(seg.id))
 
 if opts.struct then
   print("Writer: Writing SensorData to shared memory...")
@@ -155,8 +125,8 @@ if opts.struct then
                       "Waiting for reader...", opts.sensor_id, opts.value, opts.status))
 else
   if #opts.message >= size then
-    die(1, string.format("sysv_writer: the message (%d bytes) does not fit in %d bytes with its NUL",
-                         #opts.message, size))
+    cli.die(string.format("the message (%d bytes) does not fit in %d bytes with its NUL",
+                          #opts.message, size))
   end
   print("Writer: Writing message to shared memory...")
   seg:write(0, opts.message .. "\0")
@@ -178,5 +148,5 @@ end
 local ok, rerr = seg:remove()
 seg:detach()
 print("Writer: Shared memory detached.")
-if not ok then die(1, "sysv_writer: " .. rerr) end
+if not ok then cli.die(rerr) end
 print("Writer: Shared memory segment marked for removal.")
