@@ -1,6 +1,7 @@
 -- Sequence number, user side (POSIX course example): takes the semaphore, shows the sequence number and optionally adds a run-length to it, slowly
 local shm = require "shmhost"
 local cli = require "cli"
+local SQ = require "seqnum"
 
 local usage = [[
 usage: shmhost seqnum_get [--name /NAME | /NAME] [--sleep S] [--wait S] [RUN-LENGTH]
@@ -10,28 +11,15 @@ usage: shmhost seqnum_get [--name /NAME | /NAME] [--sleep S] [--wait S] [RUN-LEN
   semaphore. A process that has to wait says so on stderr. --wait gives up after S seconds
   (default 60: a process killed while holding the semaphore never gives it back).]]
 
--- The layout both scripts share; it is the course's struct byte for byte.
-local Shmbuf = shm.layout{{"sem", "sem"}, {"seqnum", "int"}}
-
--- Words: /NAME (as --name) and RUN-LENGTH, a positive C int, in any order.
-local o = cli.parse(arg, {
-  prog = "seqnum_get", usage = usage, unknown = "unexpected argument '%s'",
-  defaults = {name = "/pshm_seqnum", sleep = 3, wait = 60},
-  {"--name", cli.posix_name},
+-- RUN-LENGTH is a positive C int.
+local o = SQ.options{
+  prog = "seqnum_get", usage = usage,
+  defaults = {sleep = 3, wait = 60},
   {"--sleep", cli.seconds},
   {"--wait", cli.seconds},
-  positional = function(o, word)
-    if word:sub(1, 1) == "/" then
-      local name, msg = cli.posix_name(word, "NAME")
-      o.name = name or o.name
-      return name ~= nil, msg
-    end
-    if o.run ~= nil or not word:match("^[-+]?%d+$") then return false end
-    local msg
-    o.run, msg = cli.integer(1, (1 << 31) - 1)(word, "RUN-LENGTH")
-    return o.run ~= nil, msg
-  end,
-})
+  number = "run", check = cli.integer(1, (1 << 31) - 1), what = "RUN-LENGTH",
+}
+local Shmbuf = SQ.Shmbuf
 
 local seg, msg = shm.open(o.name)
 if not seg then cli.die(msg .. " (create it with `shmhost seqnum_init`)") end

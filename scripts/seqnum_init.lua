@@ -1,6 +1,7 @@
 -- Sequence number, set-up side (POSIX course example): creates the object holding a semaphore and a sequence number, or removes it (--remove)
 local shm = require "shmhost"
 local cli = require "cli"
+local SQ = require "seqnum"
 
 local usage = [[
 usage: shmhost seqnum_init [--name /NAME | /NAME] [INIT-VALUE]
@@ -11,27 +12,13 @@ usage: shmhost seqnum_init [--name /NAME | /NAME] [INIT-VALUE]
   INIT-VALUE (default 0). The object stays after this command ends, for `shmhost seqnum_get`;
   --remove removes it again.]]
 
--- The layout both scripts share; it is the course's struct byte for byte.
-local Shmbuf = shm.layout{{"sem", "sem"}, {"seqnum", "int"}}
-
--- Words: /NAME (as --name) and INIT-VALUE, a C int, in any order.
-local o = cli.parse(arg, {
-  prog = "seqnum_init", usage = usage, unknown = "unexpected argument '%s'",
-  defaults = {name = "/pshm_seqnum"},
-  {"--name", cli.posix_name},
+-- INIT-VALUE is a C int.
+local o = SQ.options{
+  prog = "seqnum_init", usage = usage,
   {"--remove"},
-  positional = function(o, word)
-    if word:sub(1, 1) == "/" then
-      local name, msg = cli.posix_name(word, "NAME")
-      o.name = name or o.name
-      return name ~= nil, msg
-    end
-    if o.value ~= nil or not word:match("^%-?%d+$") then return false end
-    local msg
-    o.value, msg = cli.integer(-(1 << 31), (1 << 31) - 1)(word, "INIT-VALUE")
-    return o.value ~= nil, msg
-  end,
-})
+  number = "value", check = cli.integer(-(1 << 31), (1 << 31) - 1), what = "INIT-VALUE",
+}
+local Shmbuf = SQ.Shmbuf
 
 if o.remove then
   if o.value then cli.usage_error("--remove takes no INIT-VALUE") end
