@@ -8,8 +8,10 @@
 local shm = require "shmhost"
 local cli = require "cli"
 
+local USAGE = "usage: shmhost cat NAME|ID|0xKEY [--hex] [--offset N] [--length N]"
+
 local o = cli.parse(arg, {
-  prog = "cat", usage = "usage: shmhost cat NAME|ID|0xKEY [--hex] [--offset N] [--length N]",
+  prog = "cat", usage = USAGE,
   unknown = "unexpected argument '%s'",
   {"--hex"},
   {"--offset", cli.integer(0)},

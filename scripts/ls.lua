@@ -10,8 +10,10 @@
 local objects = require "shmobjects"
 local cli = require "cli"
 
+local USAGE = "usage: shmhost ls [--json] [--match TEXT]"
+
 local o = cli.parse(arg, {
-  prog = "ls", usage = "usage: shmhost ls [--json] [--match TEXT]",
+  prog = "ls", usage = USAGE,
   unknown = "unknown argument '%s'",
   {"--json"},
   {"--match", cli.string},
