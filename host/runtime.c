@@ -103,8 +103,11 @@ void shmh_rt_request_exit(int code) {
 
 static void tasks_push(lua_State *L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS_KEY); }
 
+/* The thread is pushed on its own stack, then moved to the main thread's: a suspended task
+ * may sit at the end of the slots its C function was given. */
 static int task_state(lua_State *task) {
   lua_State *L = rt.L;
+  if (!lua_checkstack(task, 1)) return 0;
   tasks_push(L);
   lua_pushthread(task);
   lua_xmove(task, L, 1);
@@ -116,6 +119,7 @@ static int task_state(lua_State *task) {
 
 static void task_set(lua_State *task, int state) {
   lua_State *L = rt.L;
+  luaL_checkstack(task, 1, "task state");
   tasks_push(L);
   lua_pushthread(task);
   lua_xmove(task, L, 1);
