@@ -345,6 +345,9 @@ static int task_sleep(lua_State *L) {
   if (rt.sleepers) rt.sleepers->prev = sl;
   rt.sleepers = sl;
   double ms = ceil(s * 1000.0);
+  /* The loop's clock was read when this iteration began; Lua may have run for a while since.
+   * Read it again, or the sleep would end early by that much. */
+  uv_update_time(&rt.loop);
   uv_timer_start(&sl->timer, sleeper_cb, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
   return shmh_rt_yield(L);
 }
