@@ -9,9 +9,11 @@
  * anything the task can change.
  */
 #include "unix_sock.h"
+#include "sync.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -450,6 +452,18 @@ static int sock_accept(lua_State *L) {
   return shmh_rt_yield(L);
 }
 
+/* Polls the descriptor without blocking for up to SHMH_WAIT_SPIN seconds; true once it is
+ * readable (or hung up: the read then tells). */
+static int sock_spin_readable(int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  double until = shmh_rt_now() + SHMH_WAIT_SPIN;
+  do {
+    if (poll(&p, 1, 0) > 0) return 1;
+    for (int i = 0; i < 16; i++) shmh_cpu_relax();
+  } while (shmh_rt_now() < until);
+  return 0;
+}
+
 static int sock_recv(lua_State *L) {
   shmh_sock *s = sock_check(L, 1);
   lua_Integer max = luaL_optinteger(L, 2, SOCK_RECV_DEFAULT);
@@ -462,6 +476,8 @@ static int sock_recv(lua_State *L) {
   struct rx r = {.s = s, .max = (size_t)max};
   int n = sock_rx(L, &r);
   if (n > 0) return n;
+  /* Spin briefly before sleeping in the loop (SHMH_WAIT_SPIN says why). */
+  if (sock_spin_readable(s->fd) && (n = sock_rx(L, &r)) > 0) return n;
   s->rwait = L;
   s->rmax = (size_t)max;
   sock_update(s);
