@@ -9,6 +9,7 @@
 --   T.done()                                         -- prints "N passed, N failed"
 local shm = require "shmhost"
 local uv = require "luv"
+local procs = require "procs"
 
 local T = {}
 T.tag = "shmht" .. shm.pid()
@@ -107,123 +108,44 @@ end
 
 -- ------------------------------------------------------------ child processes
 
-local Child = {}
+-- Children are procs children (scripts/lib/procs.lua) in a process group of their own; the
+-- test's view adds, once :wait() returns, the fields stdout and stderr.
+local Child = setmetatable({}, {__index = procs.Child})
 Child.__index = Child
 
 -- Starts a process: opts[1] is the program, opts[2..] its arguments; opts.stdin (a string
 -- written then closed, or true to keep stdin open for :write), opts.env (extra "K=V"
--- strings), opts.timeout (seconds, default 30) after which the process group is killed.
+-- strings), opts.cwd, opts.timeout (seconds, default 30) after which the process group is
+-- killed.
 function T.start(opts)
-  local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
-  local stdin = opts.stdin and uv.new_pipe(false) or nil
-  local args = {}
-  for i = 2, #opts do args[#args + 1] = opts[i] end
-  local env
-  if opts.env then
-    env = {}
-    for k, v in pairs(uv.os_environ()) do env[#env + 1] = k .. "=" .. v end
-    for _, kv in ipairs(opts.env) do env[#env + 1] = kv end
-  end
-  local c = setmetatable({out = {}, err = {}, stdin = stdin, open = 2}, Child)
-  local handle, pid = uv.spawn(opts[1], {
-    args = args, env = env, stdio = {stdin or nil, stdout, stderr}, detached = true, cwd = opts.cwd,
-  }, function(code, signal)
-    c.code, c.signal = code, signal
-    c.exited = true
-    c:_maybe_done()
-  end)
-  if not handle then
-    stdout:close(); stderr:close(); if stdin then stdin:close() end
-    error("spawn " .. tostring(opts[1]) .. ": " .. tostring(pid), 2)
-  end
-  c.handle, c.pid = handle, pid
-  local function reader(buf)
-    return function(err, data)
-      if data then buf[#buf + 1] = data
-      else c.open = c.open - 1; c:_maybe_done() end
-    end
-  end
-  stdout:read_start(reader(c.out))
-  stderr:read_start(reader(c.err))
-  c.pipes = {stdout, stderr}
-  if type(opts.stdin) == "string" then
-    stdin:write(opts.stdin)
-    stdin:shutdown(function() stdin:close() end)
-    c.stdin = nil
-  end
-  c.timer = uv.new_timer()
-  c.timer:start(math.floor((opts.timeout or 30) * 1000), 0, function()
-    c.timed_out = true
-    c:kill("sigkill")
-  end)
-  return c
-end
-
-function Child:_maybe_done()
-  if self.exited and self.open <= 0 and not self.done then
-    self.done = true
-    self.stdout, self.stderr = table.concat(self.out), table.concat(self.err)
-    if not self.timer:is_closing() then self.timer:close() end
-    for _, p in ipairs(self.pipes) do if not p:is_closing() then p:close() end end
-    if self.stdin and not self.stdin:is_closing() then self.stdin:close() end
-    if not self.handle:is_closing() then self.handle:close() end
-    if self.waiter then
-      local w = self.waiter
-      self.waiter = nil
-      shm.resume(w)
-    end
-  end
-end
-
-function Child:write(s)
-  assert(self.stdin, "stdin of this child is not open")
-  self.stdin:write(s)
-end
-
-function Child:close_stdin()
-  if self.stdin and not self.stdin:is_closing() then
-    local p = self.stdin
-    p:shutdown(function() p:close() end)
-  end
-  self.stdin = nil
-end
-
--- Signals the child's whole process group (it runs detached, in a group of its own).
-function Child:kill(sig)
-  if not self.exited then uv.kill(-self.pid, sig or "sigterm") end
+  local c, err = procs.start(opts)
+  if not c then error(err, 2) end
+  return setmetatable(c, Child)
 end
 
 -- Waits until the child has exited and its output is read; returns self (fields code,
 -- signal, stdout, stderr, timed_out).
 function Child:wait()
-  if not self.done then
-    self.waiter = coroutine.running()
-    shm.suspend()
-  end
+  procs.Child.wait(self)
+  self.stdout, self.stderr = self:output()
   return self
 end
 
--- The output read so far (stdout and stderr), without waiting.
-function Child:output() return table.concat(self.out), table.concat(self.err) end
-
 function T.run(opts) return T.start(opts):wait() end
 
--- Runs the shmhost binary under test: T.shmhost{"-e", code, ...} or T.shmhost{"script", ...}.
-function T.shmhost(opts)
+-- The options for the shmhost binary under test: its arguments after it, the options kept.
+local function shmhost_opts(opts)
   local o = {T.exe}
   for k, v in pairs(opts) do
-    if type(k) == "number" then o[k + 1] = v else o[k] = v end
+    if math.type(k) == "integer" then o[k + 1] = v else o[k] = v end
   end
-  return T.run(o)
+  return o
 end
 
-function T.start_shmhost(opts)
-  local o = {T.exe}
-  for k, v in pairs(opts) do
-    if type(k) == "number" then o[k + 1] = v else o[k] = v end
-  end
-  return T.start(o)
-end
+-- Runs the shmhost binary under test: T.shmhost{"-e", code, ...} or T.shmhost{"script", ...}.
+function T.shmhost(opts) return T.run(shmhost_opts(opts)) end
+
+function T.start_shmhost(opts) return T.start(shmhost_opts(opts)) end
 
 -- ------------------------------------------------------------ the end
 
