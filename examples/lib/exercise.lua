@@ -15,6 +15,7 @@
 -- child). Children are killed when the exercise ends before them.
 local shm = require "shmhost"
 local uv = require "luv"
+local procs = require "procs"
 
 local E = {}
 
@@ -23,7 +24,6 @@ E.exe = uv.exepath()
 -- A tag with this process's pid, so exercises running side by side never share a name.
 E.tag = "shmhost_ex" .. shm.pid()
 
-local children = {}
 local cleanups = {}
 local failures = 0
 
@@ -59,60 +59,24 @@ end
 
 -- ------------------------------------------------------------ child processes
 
-local Child = {}
+-- Children are procs children (scripts/lib/procs.lua) that stay in this process's group; the
+-- exercise's view adds text access, wait_for and status, and the fields stdout and stderr once
+-- :wait() returns.
+local Child = setmetatable({}, {__index = procs.Child})
 Child.__index = Child
 
 -- Starts a process: opts[1] the program, opts[2..] its arguments. Its stdout and stderr are
 -- collected unless opts.stdout / opts.stderr give a descriptor to use instead; opts.stdin is a
--- string (written, then closed), a descriptor, or true (a pipe for c:write). After
--- opts.timeout seconds (default 30) it is killed with SIGKILL. It stays in this process's
--- group, so whoever kills the exercise's group kills it too.
+-- string (written, then closed), a descriptor, or true (a pipe for c:write); opts.env adds
+-- "K=V" strings to the environment. After opts.timeout seconds (default 30) it is killed with
+-- SIGKILL. It stays in this process's group, so whoever kills the exercise's group kills it
+-- too.
 function E.start(opts)
-  local args = {}
-  for i = 2, #opts do args[#args + 1] = opts[i] end
-  local c = setmetatable({out = {}, err = {}, open = 0, prog = opts[1]}, Child)
-  local function pipe_for(given)
-    if given ~= nil then return given end
-    c.open = c.open + 1
-    return uv.new_pipe(false)
-  end
-  local stdout, stderr = pipe_for(opts.stdout), pipe_for(opts.stderr)
-  local stdin = opts.stdin
-  if type(stdin) == "string" or stdin == true then stdin = uv.new_pipe(false) end
-  local handle, pid = uv.spawn(opts[1], {args = args, stdio = {stdin, stdout, stderr},
-                                         env = opts.env},
-    function(code, signal)
-      c.code, c.signal, c.exited = code, signal, true
-    end)
-  if not handle then
-    for _, p in ipairs{stdout, stderr, stdin} do
-      if type(p) == "userdata" and not p:is_closing() then p:close() end
-    end
-    error("cannot start " .. tostring(opts[1]) .. ": " .. tostring(pid), 2)
-  end
-  c.handle, c.pid = handle, pid
-  children[c] = true
-  local function reader(buf)
-    return function(_, data)
-      if data then buf[#buf + 1] = data else c.open = c.open - 1 end
-    end
-  end
-  c.pipes = {}
-  if opts.stdout == nil then stdout:read_start(reader(c.out)); c.pipes[#c.pipes + 1] = stdout end
-  if opts.stderr == nil then stderr:read_start(reader(c.err)); c.pipes[#c.pipes + 1] = stderr end
-  if type(opts.stdin) == "string" then
-    stdin:write(opts.stdin)
-    stdin:shutdown(function() stdin:close() end)
-  elseif opts.stdin == true then
-    c.stdin = stdin
-  end
-  c.timer = uv.new_timer()
-  c.timer:start(math.floor((opts.timeout or 30) * 1000), 0, function()
-    c.timed_out = true
-    c:kill("sigkill")
-  end)
-  c.timer:unref()
-  return c
+  local o = {group = false}
+  for k, v in pairs(opts) do o[k] = v end
+  local c, err = procs.start(o)
+  if not c then error(err:gsub("^spawn ", "cannot start "), 2) end
+  return setmetatable(c, Child)
 end
 
 -- Starts another shmhost: E.shmhost{"-e", code, ...} or E.shmhost{"scenario", ...}.
@@ -124,47 +88,23 @@ function E.shmhost(opts)
   return E.start(o)
 end
 
-function Child:stdout_text() return table.concat(self.out) end
-function Child:stderr_text() return table.concat(self.err) end
+function Child:stdout_text() return (self:output()) end
+function Child:stderr_text() return select(2, self:output()) end
 
 -- Waits until the child's stdout contains `text` (plain) or `timeout` seconds (default 10)
 -- pass or it exits; returns true when the text came.
 function Child:wait_for(text, timeout)
-  return E.wait_until(function()
-    if self:stdout_text():find(text, 1, true) then return true end
-    if self.exited and self.open <= 0 then return "exited" end
+  return self:await(function(c)
+    if c:stdout_text():find(text, 1, true) then return true end
+    if c.finished then return false end
   end, timeout or 10) == true
-end
-
--- Writes to the child's stdin (started with stdin = true).
-function Child:write(s) self.stdin:write(s) end
-
-function Child:close_stdin()
-  if self.stdin and not self.stdin:is_closing() then
-    local p = self.stdin
-    p:shutdown(function() p:close() end)
-  end
-  self.stdin = nil
-end
-
-function Child:kill(sig)
-  if not self.exited then uv.kill(self.pid, sig or "sigterm") end
-end
-
-function Child:_release()
-  children[self] = nil
-  if not self.timer:is_closing() then self.timer:close() end
-  for _, p in ipairs(self.pipes) do if not p:is_closing() then p:close() end end
-  if self.stdin and not self.stdin:is_closing() then self.stdin:close() end
-  if not self.handle:is_closing() then self.handle:close() end
 end
 
 -- Waits until the child has exited and its output is read; returns self, with code, signal,
 -- stdout, stderr and timed_out set.
 function Child:wait()
-  E.wait_until(function() return self.exited and self.open <= 0 end, math.huge)
-  self.stdout, self.stderr = self:stdout_text(), self:stderr_text()
-  self:_release()
+  procs.Child.wait(self)
+  self.stdout, self.stderr = self:output()
   return self
 end
 
@@ -216,11 +156,7 @@ end
 -- ------------------------------------------------------------ the ending
 
 local function finish(ok, summary)
-  for c in pairs(children) do
-    c:kill("sigkill")
-    E.wait_until(function() return c.exited end, 5)
-    c:_release()
-  end
+  procs.cleanup(5)
   for i = #cleanups, 1, -1 do
     local fine, err = pcall(cleanups[i])
     if not fine then print("cleanup failed: " .. tostring(err)) end

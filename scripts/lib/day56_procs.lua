@@ -7,69 +7,45 @@
 --   w:send("-w hello")          w:wait_line("^message=hello$", 5) -> true|false
 --   w:close_stdin()             w:wait(5) -> code, signal (nil on timeout)
 --   w:kill("sigkill")           P.cleanup() kills every child still running
-local shm = require "shmhost"
 local uv = require "luv"
+local procs = require "procs"
 
 local P = {}
+-- A Proc holds a procs child (scripts/lib/procs.lua) rather than being one: its `lines` field
+-- and `stderr` method name what the child type has as a method and a field.
 local Proc = {}
 Proc.__index = Proc
-local running = {}
+-- What P.start started, so P.cleanup kills its own children and no one else's.
+local started = setmetatable({}, {__mode = "k"})
 
 -- opts[1..n]: the arguments of shmhost (a script name or -e CODE and its arguments);
 -- opts.stdin = true keeps a pipe to its stdin; opts.timeout (seconds, default 30) kills the
 -- process group after that long; opts.prog replaces shmhost as the program.
 function P.start(opts)
-  local out, err = uv.new_pipe(false), uv.new_pipe(false)
-  local stdin = opts.stdin and uv.new_pipe(false) or nil
-  local args = {}
-  for i = 1, #opts do args[i] = opts[i] end
-  local p = setmetatable({lines = {}, err = {}, partial = "", stdin = stdin, open = 2}, Proc)
-  local handle, pid = uv.spawn(opts.prog or uv.exepath(), {
-    args = args, stdio = {stdin, out, err},
-    detached = true, -- setsid: a group of its own, so kill() reaches its children too
-  }, function(code, signal)
-    p.code, p.signal, p.exited = code, signal, true
-    running[p] = nil
-    p.handle:close()
-    if p.timer and not p.timer:is_closing() then p.timer:close() end
-  end)
-  if not handle then
-    out:close(); err:close(); if stdin then stdin:close() end
-    error("cannot start " .. tostring(opts[1]) .. ": " .. tostring(pid), 2)
+  local o = {opts.prog or uv.exepath()}
+  for k, v in pairs(opts) do
+    if math.type(k) == "integer" then o[k + 1] = v elseif k ~= "prog" then o[k] = v end
   end
-  p.handle, p.pid = handle, pid
-  running[p] = true
-  out:read_start(function(_, data)
-    if not data then out:close() return end
-    p.partial = p.partial .. data
-    for line in p.partial:gmatch("([^\n]*)\n") do p.lines[#p.lines + 1] = line end
-    p.partial = p.partial:match("[^\n]*$")
-  end)
-  err:read_start(function(_, data)
-    if data then p.err[#p.err + 1] = data else err:close() end
-  end)
-  p.timer = uv.new_timer()
-  p.timer:start(math.floor((opts.timeout or 30) * 1000), 0, function()
-    p.timed_out = true
-    p:kill("sigkill")
-  end)
+  local c, err = procs.start(o)
+  if not c then error(err:gsub("^spawn ", "cannot start "), 2) end
+  -- lines: the stdout lines so far, a table that grows as they come.
+  local p = setmetatable({child = c, pid = c.pid, lines = c:lines()}, Proc)
+  started[p] = true
   return p
 end
 
-function Proc:send(line)
-  assert(self.stdin, "this process has no stdin pipe")
-  self.stdin:write(line .. "\n")
+-- The child's state (exited, code, signal, timed_out) reads through to the procs child.
+function Proc:__index(k)
+  local m = Proc[k]
+  if m ~= nil then return m end
+  return rawget(self, "child")[k]
 end
 
-function Proc:close_stdin()
-  local s = self.stdin
-  self.stdin = nil
-  if s and not s:is_closing() then s:shutdown(function() s:close() end) end
-end
+function Proc:send(line) self.child:write(line .. "\n") end
 
-function Proc:kill(sig)
-  if not self.exited then uv.kill(-self.pid, sig or "sigterm") end
-end
+function Proc:close_stdin() self.child:close_stdin() end
+
+function Proc:kill(sig) return self.child:kill(sig) end
 
 -- The stdout lines so far matching `pattern` (a Lua pattern).
 function Proc:grep(pattern)
@@ -78,33 +54,21 @@ function Proc:grep(pattern)
   return n
 end
 
-function Proc:stderr() return table.concat(self.err) end
+function Proc:stderr() return select(2, self.child:output()) end
 
--- Waits until a stdout line matches `pattern`, at most `secs`; returns whether one did.
+-- Waits until a stdout line matches `pattern`, at most `secs` (default 5); returns whether
+-- one did.
 function Proc:wait_line(pattern, secs)
-  local deadline = shm.now() + (secs or 5)
-  while self:grep(pattern) == 0 do
-    if shm.now() > deadline or self.exited then return self:grep(pattern) > 0 end
-    shm.sleep(0.01)
-  end
-  return true
+  return self.child:wait_line(pattern, secs or 5) ~= nil
 end
 
--- Waits for the process to end, at most `secs`; returns its exit code and signal, or nil
--- when it still runs.
-function Proc:wait(secs)
-  local deadline = shm.now() + (secs or 5)
-  while not self.exited do
-    if shm.now() > deadline then return nil end
-    shm.sleep(0.01)
-  end
-  shm.sleep(0.02) -- let the last output arrive
-  return self.code, self.signal
-end
+-- Waits for the process to end and its output to be read, at most `secs` (default 5);
+-- returns its exit code and signal, or nil when it still runs.
+function Proc:wait(secs) return self.child:wait(secs or 5) end
 
 -- Kills every child still running (their groups), for the end of an exercise.
 function P.cleanup()
-  for p in pairs(running) do p:kill("sigkill") end
+  for p in pairs(started) do p:kill("sigkill") end
 end
 
 -- Prints a child's output with a prefix, the way `make demo` shows it.

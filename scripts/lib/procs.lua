@@ -14,7 +14,7 @@
 --
 -- procs.start{PROG, ARG..., option = ...}; options:
 --   stdin   a string (written, then the pipe is closed), true (a pipe kept for c:write), or a
---           file descriptor the child gets; nil gives it /dev/null.
+--           file descriptor the child gets; nil or false gives it /dev/null.
 --   stdout, stderr  a file descriptor the child gets; nil collects the stream here.
 --   env     extra variables on top of this process's environment: "K=V" strings, or K = V.
 --   cwd     the child's working directory.
@@ -219,7 +219,7 @@ function procs.start(opts)
     end
     args[#args + 1] = tostring(a)
   end
-  local stdin = opts.stdin
+  local stdin = opts.stdin or nil
   if not (stdin == nil or stdin == true or type(stdin) == "string" or isfd(stdin)) then
     bad_option("stdin", "a string, true or a file descriptor", stdin)
   end
@@ -378,8 +378,9 @@ function procs.cleanup(timeout)
   for _, c in ipairs(list) do c:kill("sigkill") end
   if timeout ~= 0 and coroutine.isyieldable() then
     local deadline = shm.now() + (timeout or 5)
+    -- pcall: in a coroutine that is not a task the wait raises, and cleanup never does.
     for _, c in ipairs(list) do
-      c:wait(math.max(0, deadline - shm.now()))
+      pcall(c.wait, c, math.max(0, deadline - shm.now()))
     end
   end
   return #list
