@@ -25,6 +25,8 @@
 --           process's group, so whoever kills our group kills it as well.
 -- Fields: c.pid, c.group, c.exited, c.code, c.signal, c.timed_out, c.finished (ended and its
 -- output all read). Every wait needs a task except with a timeout of 0, which only looks.
+-- Children still running when the script ends by an error, shmhost.exit or a signal are
+-- killed (SIGKILL, their group) as the Lua state closes.
 local shm = require "shmhost"
 local uv = require "luv"
 
@@ -37,6 +39,16 @@ procs.Child = Child
 -- Children that have not ended yet, for procs.cleanup.
 local running = {}
 
+-- When this process ends before its children (an error, shmhost.exit, a signal), the deadline
+-- timers are gone with the loop; the Lua state is closed last of all, and this finalizer then
+-- kills what still runs, so no child outlives the script that started it. kill(2) needs no
+-- loop.
+procs._reaper = setmetatable({}, {__gc = function()
+  for c in pairs(running) do
+    if not c.exited then uv.kill(c.group and -c.pid or c.pid, "sigkill") end
+  end
+end})
+
 -- After the child has ended, what it wrote is already in the pipe and is read at once; a pipe
 -- still open after this long is held by a process it left behind, which may never close it.
 local DRAIN_SECONDS = 2
@@ -44,7 +56,8 @@ local DRAIN_SECONDS = 2
 local OPTIONS = {stdin = true, stdout = true, stderr = true, env = true, cwd = true,
                  timeout = true, group = true}
 
-local function ms(secs) return math.floor(secs * 1000 + 0.5) end
+-- Milliseconds for a uv timer; a limit past a year is as good as none and stays an integer.
+local function ms(secs) return math.floor(math.min(secs, 3e7) * 1000 + 0.5) end
 
 local function close_handle(h)
   if h and not h:is_closing() then h:close() end
@@ -313,8 +326,11 @@ end
 -- when it has one, else to the child. Returns true, or nil, message, errno name.
 function Child:kill(sig)
   sig = sig or "sigterm"
-  if type(sig) ~= "string" and math.type(sig) ~= "integer" then
-    error("bad argument #1 to 'kill' (signal name or number expected, got " .. type(sig) .. ")", 2)
+  -- luv turns a name it does not know into signal 0, which only checks: a typo would pass.
+  local known = (type(sig) == "string" and sig:upper():find("^SIG") and uv.constants[sig:upper()])
+                or (math.type(sig) == "integer" and sig >= 0 and sig <= 64)
+  if not known then
+    error("bad argument #1 to 'kill' (signal name or number expected, got " .. tostring(sig) .. ")", 2)
   end
   if self.exited then return nil, "kill " .. self.prog .. ": the process has ended", "ESRCH" end
   local ok, err, name = uv.kill(self.group and -self.pid or self.pid, sig)

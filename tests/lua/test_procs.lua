@@ -7,8 +7,15 @@ local uv = require "luv"
 
 local SH = "/bin/sh"
 
--- True while a process with this pid exists (signal 0 only checks).
-local function alive(pid) return uv.kill(pid, 0) == 0 end
+-- True while a process with this pid runs: a zombie waiting for its (new) parent to reap it
+-- has ended already, though kill(pid, 0) still finds it.
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local stat = f:read("a")
+  f:close()
+  return stat:match("^%d+ %b() (%a)") ~= "Z"
+end
 
 T.test("output, exit code and lines of a finished child", function()
   local c = assert(procs.start{SH, "-c", "printf 'one\\ntwo\\nlast'; echo oops >&2; exit 3"})
@@ -138,6 +145,22 @@ T.test("the deadline timer does not keep a finished script alive", function()
   T.ok(shm.now() - t0 < 10, "ended at once, not at a deadline")
 end)
 
+T.test("children still running are killed when the script ends by an error or exit", function()
+  for _, ending in ipairs{"error('stop here')", "shmhost.exit(3)"} do
+    local r = T.shmhost{"-e", [[
+      local procs = require "procs"
+      local c = assert(procs.start{"/bin/sleep", "30", timeout = 60})
+      local d = assert(procs.start{"/bin/sleep", "30", timeout = 60, group = false})
+      print(c.pid, d.pid)
+      ]] .. ending, timeout = 20}
+    T.ok(r.code == 1 or r.code == 3, r.stderr)
+    local a, b = r.stdout:match("^(%d+)\t(%d+)\n$")
+    T.ok(a, r.stdout)
+    T.ok(T.wait_until(function() return not alive(a) and not alive(b) end, 5),
+         "both sleeps killed after " .. ending)
+  end
+end)
+
 T.test("a program that cannot start is nil, message, errno name", function()
   local c, msg, name = procs.start{"/nonexistent/procs_prog"}
   T.eq(c, nil)
@@ -160,6 +183,8 @@ T.test("misuse raises and names the argument", function()
   local c = assert(procs.start{"/bin/cat", stdin = true})
   T.checkerr("bad argument #1 to 'write'", c.write, c, {})
   T.checkerr("bad argument #1 to 'kill'", c.kill, c, {})
+  T.checkerr("bad argument #1 to 'kill'", c.kill, c, "sigbogus")
+  T.checkerr("bad argument #1 to 'kill'", c.kill, c, -1)
   T.checkerr("bad argument #1 to 'wait_line'", c.wait_line, c, nil)
   T.checkerr("bad argument #2 to 'await'", c.wait, c, -1)
   -- A wait outside a task raises and leaves no waiter behind.
