@@ -82,13 +82,19 @@ end
 local function notify(c)
   if #c._waiters == 0 then return end
   for _, w in ipairs({table.unpack(c._waiters)}) do
-    local v = w.cond(c)
-    if v ~= nil then wake(c, w, v) end
+    -- An error in a condition belongs to the waiting task, not to the luv callback here.
+    local ok, v = pcall(w.cond, c)
+    if not ok then wake(c, w, nil, v)
+    elseif v ~= nil then wake(c, w, v) end
   end
 end
 
+local NO_TASK = "procs: waiting for a child: cannot wait outside a task (start one with " ..
+                "shmhost.spawn)"
+
 -- Waits until cond(c) returns something other than nil (it is asked now, on every piece of
 -- output and at the end) and returns that, or nil after `timeout` seconds (nil: no limit).
+-- As every wait of shmhost, it needs a task each time, unless the timeout is 0.
 function Child:await(cond, timeout)
   if type(cond) ~= "function" then
     error("bad argument #1 to 'await' (function expected, got " .. type(cond) .. ")", 2)
@@ -97,6 +103,9 @@ function Child:await(cond, timeout)
     error("bad argument #2 to 'await' (timeout: seconds >= 0 expected, got " ..
           tostring(timeout) .. ")", 2)
   end
+  -- A luv callback or the main thread cannot yield; a coroutine that is not a task is caught
+  -- by suspend below.
+  if timeout ~= 0 and not coroutine.isyieldable() then error(NO_TASK, 2) end
   local v = cond(self)
   if v ~= nil or timeout == 0 then return v end
   local w = {task = coroutine.running(), cond = cond}
@@ -106,15 +115,16 @@ function Child:await(cond, timeout)
     w.timer:start(ms(timeout), 0, function() wake(self, w) end)
   end
   -- pcall yields in Lua 5.4; it catches suspend's error outside a task so the waiter goes.
-  local ok, who, res = pcall(shm.suspend)
+  local ok, who, res, err = pcall(shm.suspend)
   if who ~= w then
     for i, x in ipairs(self._waiters) do
       if x == w then table.remove(self._waiters, i) break end
     end
     close_handle(w.timer)
-    if not ok then error(tostring(who):gsub("shmhost%.suspend", "procs: waiting for a child"), 2) end
+    if not ok then error(NO_TASK, 2) end
     error("procs: a wait for " .. self.prog .. " was resumed by someone else", 2)
   end
+  if err ~= nil then error(err, 0) end
   return res
 end
 

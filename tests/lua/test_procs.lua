@@ -193,6 +193,25 @@ T.test("misuse raises and names the argument", function()
   T.eq(ok, false)
   T.ok(tostring(err):find("cannot wait outside a task", 1, true), err)
   T.eq(#c._waiters, 0, "no waiter left")
+  -- Nor from a luv callback, even when there would be nothing to wait for.
+  local done = assert(procs.start{"/bin/true"})
+  T.eq(done:wait(5), 0)
+  local from_cb
+  local timer = uv.new_timer()
+  timer:start(0, 0, T.expect(1, function()
+    from_cb = {pcall(done.wait, done, 5)}
+    timer:close()
+  end))
+  T.wait_until(function() return from_cb end, 5)
+  T.eq(from_cb[1], false)
+  T.ok(tostring(from_cb[2]):find("cannot wait outside a task", 1, true), from_cb[2])
+  T.eq(done:wait(0), 0, "a wait of 0 works anywhere")
+  -- An error in an await condition is raised in the waiting task.
+  local slow = assert(procs.start{SH, "-c", "sleep 0.1; echo x"})
+  T.checkerr("condition broke", slow.await, slow, function(ch)
+    if #ch:lines() > 0 then error("condition broke", 0) end
+  end, 5)
+  T.eq(slow:wait(5), 0)
   c:close_stdin()
   T.eq(c:wait(5), 0)
 end)
