@@ -10,7 +10,8 @@
 --   c:wait(5)                   -> code, signal; nil while it still runs after 5 s
 --   c:output()                  -> stdout, stderr collected so far
 --   c:lines()                   -> the complete stdout lines so far
---   c:kill("sigkill")           procs.cleanup() kills every child still running
+--   c:await(function(c) ... end, 5)  -> the first non-nil answer, asked as output comes
+--   c:kill("sigkill")           procs.cleanup(5) kills every child still running, waits 5 s
 --
 -- procs.start{PROG, ARG..., option = ...}; options:
 --   stdin   a string (written, then the pipe is closed), true (a pipe kept for c:write), or a

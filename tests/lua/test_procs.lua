@@ -145,7 +145,7 @@ T.test("the deadline timer does not keep a finished script alive", function()
   T.ok(shm.now() - t0 < 10, "ended at once, not at a deadline")
 end)
 
-T.test("children still running are killed when the script ends by an error or exit", function()
+T.test("children still running are killed when the script ends by an error, exit or a signal", function()
   for _, ending in ipairs{"error('stop here')", "shmhost.exit(3)"} do
     local r = T.shmhost{"-e", [[
       local procs = require "procs"
@@ -159,6 +159,21 @@ T.test("children still running are killed when the script ends by an error or ex
     T.ok(T.wait_until(function() return not alive(a) and not alive(b) end, 5),
          "both sleeps killed after " .. ending)
   end
+  -- SIGTERM to that shmhost alone: it ends with 128 + 15 after cleanup.
+  local c = T.start_shmhost{"-e", [[
+    local procs = require "procs"
+    local a = assert(procs.start{"/bin/sleep", "30", timeout = 60})
+    local b = assert(procs.start{"/bin/sleep", "30", timeout = 60, group = false})
+    print(a.pid, b.pid)
+    shmhost.sleep(30)]], timeout = 20}
+  local line = c:wait_line("^%d+\t%d+$", 10)
+  T.ok(line, "the pids")
+  local a, b = line:match("(%d+)\t(%d+)")
+  T.ok(uv.kill(c.pid, "sigterm"))
+  c:wait()
+  T.eq(c.code, 128 + 15, c.stderr)
+  T.ok(T.wait_until(function() return not alive(a) and not alive(b) end, 5),
+       "both sleeps killed after SIGTERM")
 end)
 
 T.test("a program that cannot start is nil, message, errno name", function()
