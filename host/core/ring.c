@@ -5,10 +5,8 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,12 +41,6 @@ enum { REC_MSG = 1, REC_SKIP = 2 };
 
 static inline struct ring_hdr *hdr_of(const shmh_ring *r) { return r->base; }
 
-/* FUTEX_PRIVATE_FLAG is left out on purpose: a private futex is keyed by the address in one
- * process, and the sleeper and the waker here are different processes mapping the same page. */
-static long futex(uint32_t *word, int op, uint32_t val, const struct timespec *ts) {
-  return syscall(SYS_futex, word, op, val, ts, NULL, 0);
-}
-
 /* Wakes the side `role` when it said it is going to sleep. The full fence orders our publish
  * (head or tail) before the read of its flag; the sleeper orders its flag before its recheck
  * the same way, so at least one of us sees the other (the Dekker pattern): either it sees our
@@ -58,7 +50,7 @@ static void notify(struct ring_hdr *h, int role) {
   if (LOAD(&h->waiting[role], RELAXED)) {
     STORE(&h->waiting[role], 0, RELAXED);
     __atomic_fetch_add(&h->seq[role], 1, __ATOMIC_SEQ_CST);
-    futex(&h->seq[role], FUTEX_WAKE, INT_MAX, NULL);
+    shmh_futex_wake(&h->seq[role], INT_MAX);
   }
 }
 
@@ -289,16 +281,14 @@ int shmh_ring_prepare(shmh_ring *r, enum shmh_ring_role role, size_t len,
 }
 
 int shmh_ring_sleep(uint32_t *word, uint32_t value, int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  if (futex(word, FUTEX_WAIT, value, &ts) == 0) return 0;
-  if (errno == EAGAIN) return 0; /* the word had changed already: a wake came */
-  return -errno;
+  int rc = shmh_futex_wait(word, value, ms / 1000.0);
+  return rc == -EAGAIN ? 0 : rc; /* the word had changed already: a wake came */
 }
 
 void shmh_ring_kick(shmh_ring *r, enum shmh_ring_role role) {
   struct ring_hdr *h = hdr_of(r);
   __atomic_fetch_add(&h->seq[role], 1, __ATOMIC_SEQ_CST);
-  futex(&h->seq[role], FUTEX_WAKE, INT_MAX, NULL);
+  shmh_futex_wake(&h->seq[role], INT_MAX);
 }
 
 static long now_ms(void) {

@@ -7,9 +7,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/futex.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -189,3 +191,25 @@ int shmh_sem_open(sem_t **out, const char *name, const struct shmh_sem_open_opts
 int shmh_sem_close(sem_t *s) { return sem_close(s) == 0 ? 0 : -errno; }
 
 int shmh_sem_unlink(const char *name) { return sem_unlink(name) == 0 ? 0 : -errno; }
+
+/* ------------------------------------------------------------ futexes */
+
+int shmh_futex_wait(uint32_t *word, uint32_t expected, double timeout) {
+  /* FUTEX_WAIT takes a relative timeout and measures it on CLOCK_MONOTONIC. */
+  struct timespec ts, *tp = NULL;
+  if (timeout >= 0) {
+    if (timeout > 1e9) timeout = 1e9; /* about 31 years: no overflow of tv_sec */
+    ts.tv_sec = (time_t)timeout;
+    ts.tv_nsec = (long)((timeout - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+    tp = &ts;
+  }
+  if (syscall(SYS_futex, word, FUTEX_WAIT, expected, tp, NULL, 0) == 0) return 0;
+  return -errno;
+}
+
+int shmh_futex_wake(uint32_t *word, int n) {
+  if (n < 0) return -EINVAL;
+  long rc = syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+  return rc < 0 ? -errno : (int)rc;
+}

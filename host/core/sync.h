@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* The lock was taken from a holder that died with it (EOWNERDEAD). The caller holds the lock
@@ -91,6 +92,22 @@ int shmh_sem_open(sem_t **out, const char *name, const struct shmh_sem_open_opts
                   int *created);
 int shmh_sem_close(sem_t *s);
 int shmh_sem_unlink(const char *name);
+
+/* Futexes on a 32-bit word in shared memory, shared between processes: FUTEX_PRIVATE_FLAG is
+ * left out, because a private futex is keyed by the address in one process and the waker here
+ * is another process mapping the same page. `word` must be 4-byte aligned (else -EINVAL).
+ *
+ * shmh_futex_wait sleeps while *word == expected, at most `timeout` seconds (negative: no
+ * limit), measured on CLOCK_MONOTONIC. Returns 0 when woken, -EAGAIN when the word was not
+ * `expected` when the kernel looked, -ETIMEDOUT, -EINTR (a signal handler ran; the caller
+ * decides whether to sleep again), or -EFAULT (the word is not mapped, or lies past the end of
+ * a truncated object: the kernel reports that instead of raising SIGBUS). Only the kernel
+ * touches the word, so a thread that cannot know whether the page is still mapped may call it.
+ * As with futex(2), a wake reaches only waiters already asleep: change the word, then wake. */
+int shmh_futex_wait(uint32_t *word, uint32_t expected, double timeout);
+
+/* Wakes at most n (>= 0; INT_MAX for all) waiters on `word`: the count woken, or -errno. */
+int shmh_futex_wake(uint32_t *word, int n);
 
 /* A pause inside a spin-wait: it tells the core the loop spins, which saves power and lets a
  * hyperthread sibling (perhaps the peer we wait for) run. */

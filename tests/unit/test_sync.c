@@ -1,6 +1,7 @@
 /*
  * Unit tests of the sync core with real processes: a robust mutex whose holder is killed, two
- * processes alternating on two semaphores, lost-update checks, timeouts, named semaphores.
+ * processes alternating on two semaphores, lost-update checks, timeouts, named semaphores,
+ * futex words waited on in one process and woken from another.
  * Shared memory here is an anonymous MAP_SHARED mapping made before fork, which is shared with
  * the child exactly as a shm_open object would be.
  */
@@ -12,6 +13,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -321,7 +323,115 @@ static void t_named(void) {
   CHECK(s1 == NULL);
 }
 
+/* ------------------------------------------------------------ futexes */
+
+/* A word in MAP_SHARED memory made before fork: the kernel keys a shared futex by the page
+ * behind it, so parent and child meet on the same futex. */
+static uint32_t *word_new(void) {
+  uint32_t *w = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  CHECK(w != MAP_FAILED);
+  memset(w, 0, 4096);
+  return w;
+}
+
+static void t_futex_checks(void) {
+  uint32_t *w = word_new();
+  w[0] = 5;
+  /* The word is not the value expected: the kernel refuses to sleep. */
+  CHECK_EQ(shmh_futex_wait(&w[0], 4, 1.0), -EAGAIN);
+  double t0 = now();
+  CHECK_EQ(shmh_futex_wait(&w[0], 5, 0.1), -ETIMEDOUT);
+  double dt = now() - t0;
+  CHECK(dt >= 0.095 && dt < 2.0);
+  CHECK_EQ(shmh_futex_wait(&w[0], 5, 0), -ETIMEDOUT);
+  CHECK_EQ(shmh_futex_wake(&w[0], 1), 0); /* nobody waits */
+  CHECK_EQ(shmh_futex_wake(&w[0], -1), -EINVAL);
+  /* The kernel wants a 4-byte aligned word. */
+  CHECK_EQ(shmh_futex_wait((uint32_t *)((char *)w + 2), 0, 0.01), -EINVAL);
+  CHECK_EQ(shmh_futex_wake((uint32_t *)((char *)w + 2), 1), -EINVAL);
+  munmap(w, 4096);
+  /* An unmapped word is EFAULT, not a crash. */
+  CHECK_EQ(shmh_futex_wait(w, 0, 0.01), -EFAULT);
+}
+
+/* A word past the end of a truncated object: EFAULT from the kernel, where a load from this
+ * process would have raised SIGBUS. */
+static void t_futex_truncated(void) {
+  int fd = (int)syscall(SYS_memfd_create, "futex_trunc", 0);
+  CHECK(fd >= 0);
+  CHECK(ftruncate(fd, 8192) == 0);
+  uint32_t *w = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  CHECK(w != MAP_FAILED);
+  uint32_t *far = w + 4096 / 4;
+  *far = 7;
+  CHECK_EQ(shmh_futex_wait(far, 7, 0.01), -ETIMEDOUT);
+  CHECK(ftruncate(fd, 4096) == 0);
+  CHECK_EQ(shmh_futex_wait(far, 7, 0.01), -EFAULT);
+  CHECK_EQ(shmh_futex_wait(far, 0, 0.01), -EFAULT);
+  munmap(w, 8192);
+  close(fd);
+}
+
+/* A child sleeps on the word; the parent wakes it without changing the word, so the child's
+ * 0 can only come from that wake; then a change-and-wake the way a protocol does it. */
+static void t_futex_fork(void) {
+  uint32_t *w = word_new();
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    __atomic_store_n(&w[1], 1, __ATOMIC_SEQ_CST); /* about to sleep */
+    int rc = shmh_futex_wait(&w[0], 0, 10.0);
+    if (rc != 0) _exit(2);
+    /* Second round: wait until the parent stores 1 and wakes. */
+    while (__atomic_load_n(&w[0], __ATOMIC_SEQ_CST) == 0) {
+      rc = shmh_futex_wait(&w[0], 0, 10.0);
+      if (rc != 0 && rc != -EAGAIN && rc != -EINTR) _exit(3);
+    }
+    _exit(0);
+  }
+  while (__atomic_load_n(&w[1], __ATOMIC_SEQ_CST) == 0) usleep(1000);
+  /* The child may not be asleep yet: a wake then reaches nobody (0), so try again. */
+  double until = now() + 10;
+  int woken = 0;
+  while (woken == 0 && now() < until) {
+    woken = shmh_futex_wake(&w[0], 1);
+    CHECK(woken >= 0);
+    if (woken == 0) usleep(1000);
+  }
+  CHECK_EQ(woken, 1);
+  usleep(20000);
+  __atomic_store_n(&w[0], 1, __ATOMIC_SEQ_CST);
+  CHECK(shmh_futex_wake(&w[0], INT_MAX) >= 0);
+  reap_ok(pid);
+  munmap(w, 4096);
+}
+
+/* Three sleepers in three processes: a wake of n wakes at most n of them, and all of them in
+ * the end; each sleeper's wait returns 0. */
+static void t_futex_wake_n(void) {
+  uint32_t *w = word_new();
+  enum { PROCS = 3 };
+  pid_t pids[PROCS];
+  for (int i = 0; i < PROCS; i++) {
+    pids[i] = fork();
+    CHECK(pids[i] >= 0);
+    if (pids[i] == 0) _exit(shmh_futex_wait(&w[0], 0, 20.0) == 0 ? 0 : 2);
+  }
+  double until = now() + 15;
+  int total = 0;
+  while (total < PROCS && now() < until) {
+    int n = shmh_futex_wake(&w[0], 2);
+    CHECK(n >= 0 && n <= 2);
+    total += n;
+    if (n == 0) usleep(1000);
+  }
+  CHECK_EQ(total, PROCS);
+  for (int i = 0; i < PROCS; i++) reap_ok(pids[i]);
+  munmap(w, 4096);
+}
+
 int main(void) {
   return RUN(t_mutex_basics, t_owner_died, t_owner_died_while_waiting, t_mutex_no_lost_updates,
-             t_timeouts, t_sem_values, t_sem_alternate, t_named);
+             t_timeouts, t_sem_values, t_sem_alternate, t_named, t_futex_checks,
+             t_futex_truncated, t_futex_fork, t_futex_wake_n);
 }
