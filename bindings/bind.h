@@ -84,6 +84,16 @@ void shmh_segment_touched(lua_State *L, shmh_seg *seg);
  * is closed then). */
 int shmh_segment_push_fd(lua_State *L, int fd);
 
+/* futex.c: the methods seg:futex_wait and seg:futex_wake (segment.c lists them). A segment
+ * keeps the list of its waiting threads in a slot that shmh_segment_futexes returns (raising
+ * when the segment is closed); segment.c calls shmh_futex_shut on that list when the segment
+ * closes, which resumes waiting tasks with nil, "closed" when `wake` is set (not from __gc). */
+struct shmh_futex_waiter;
+int shmh_segment_futex_wait(lua_State *L);
+int shmh_segment_futex_wake(lua_State *L);
+struct shmh_futex_waiter **shmh_segment_futexes(lua_State *L, int idx);
+void shmh_futex_shut(struct shmh_futex_waiter **list, int wake);
+
 /* mutex.c, sem.c: push the sync object that lives at `off` in the segment at `segidx` (the
  * object keeps the segment alive through its user value). Used by layout views. */
 void shmh_mutex_push(lua_State *L, int segidx, lua_Integer off);

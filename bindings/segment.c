@@ -24,6 +24,7 @@ typedef struct {
   int kept;
   int shmid;
   key_t key;
+  struct shmh_futex_waiter *futex; /* threads of seg:futex_wait (futex.c), NULL when none */
 } segment_ud;
 
 static const char *const kind_names[] = {"closed", "posix", "sysv", "memfd"};
@@ -95,6 +96,10 @@ static void segment_after(lua_State *L, segment_ud *u) {
 /* Unmaps and closes; with `remove`, a created object that was not kept is removed too. Never
  * raises: it serves __gc. */
 static void segment_release(segment_ud *u, int remove) {
+  /* Waiting threads go first (close() and detach() have resumed their tasks already; a task
+   * waiting on the segment holds it on its stack, so __gc comes only at lua_close, when no
+   * task resumes). */
+  shmh_futex_shut(&u->futex, 0);
   if (u->cleanup > 0) {
     if (remove && !u->kept) shmh_cleanup_remove(u->cleanup);
     /* Otherwise the entry stays in the registry and the object is removed at exit; this
@@ -629,6 +634,7 @@ static int segment_unlink(lua_State *L) {
 
 static int segment_detach(lua_State *L) {
   segment_ud *u = luaL_checkudata(L, 1, SHMH_SEGMENT);
+  shmh_futex_shut(&u->futex, 1);
   segment_release(u, 0);
   lua_pushboolean(L, 1);
   return 1;
@@ -636,6 +642,7 @@ static int segment_detach(lua_State *L) {
 
 static int segment_close(lua_State *L) {
   segment_ud *u = luaL_checkudata(L, 1, SHMH_SEGMENT);
+  shmh_futex_shut(&u->futex, 1);
   segment_release(u, 1);
   lua_pushboolean(L, 1);
   return 1;
@@ -708,6 +715,10 @@ void *shmh_segment_ptr(lua_State *L, int idx, lua_Integer off, size_t len, int w
   return segment_at(L, u, off, len, write, arg);
 }
 
+struct shmh_futex_waiter **shmh_segment_futexes(lua_State *L, int idx) {
+  return &segment_open_at(L, idx)->futex;
+}
+
 void shmh_segment_touched(lua_State *L, shmh_seg *seg) {
   if (seg->broken) segment_raise_broken(L, (segment_ud *)seg);
 }
@@ -735,7 +746,9 @@ void shmh_bind_segment(lua_State *L) {
     {"load", segment_load},     {"store", segment_store},  {"add", segment_add},
     {"cas", segment_cas},       {"stat", segment_stat},    {"resize", segment_resize},
     {"unlink", segment_unlink}, {"remove", segment_unlink}, {"detach", segment_detach},
-    {"close", segment_close},   {"keep", segment_keep},    {NULL, NULL}};
+    {"close", segment_close},   {"keep", segment_keep},
+    {"futex_wait", shmh_segment_futex_wait}, {"futex_wake", shmh_segment_futex_wake},
+    {NULL, NULL}};
   static const luaL_Reg metamethods[] = {
     {"__gc", segment_gc}, {"__close", segment_close}, {"__tostring", segment_tostring},
     {NULL, NULL}};

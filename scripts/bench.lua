@@ -1,4 +1,4 @@
--- Throughput and latency of the shm ring, semaphores, eventfd and spin words against pipes, sockets and a C baseline, as ratios from one run
+-- Throughput and latency of the shm ring, semaphores, eventfd, futex and spin words against pipes, sockets and a C baseline, as ratios from one run
 --
 -- usage: shmhost bench [--quick] [--json] [--only NAME,...] [--size BYTES] [--count N]
 --                      [--rounds N] [--deadline S]
@@ -42,8 +42,7 @@ usage: shmhost bench [--quick] [--json] [--only NAME,...] [--size BYTES] [--coun
     --deadline S  seconds one measurement may take before it is given up (default 60)]]
 
 -- The rows, in table order; `why` says why a mechanism has no Lua row.
-local MECHS = {{name = "ring"}, {name = "sem"}, {name = "eventfd"},
-  {name = "futex", why = "the Lua API has no futex wait (shm.ring sleeps on one inside)"},
+local MECHS = {{name = "ring"}, {name = "sem"}, {name = "eventfd"}, {name = "futex"},
   {name = "spin"}, {name = "pipe"}, {name = "unix"}}
 local BY_NAME = {}
 for _, m in ipairs(MECHS) do BY_NAME[m.name] = m end
@@ -302,6 +301,29 @@ local function transfer(x, side)
       local n, err = e[d]:wait()
       if not n then error("eventfd wait: " .. tostring(err), 0) end
     end
+  elseif mech == "futex" then
+    -- The C baseline's protocol on a word per direction: 0 nothing posted, 1 posted, 2 the
+    -- waiter sleeps. The poster calls futex_wake only when it replaces a 2, so a waiter that
+    -- caught the post while spinning costs no system call. Only the waiter writes 0 and 2 and
+    -- only the poster writes 1, so a failed 0 -> 1 means the word was 2.
+    local cas, now = seg.cas, shm.now
+    post = function(d)
+      local off = p.flag[d]
+      if not cas(seg, "u32", off, 0, 1) then
+        assert(cas(seg, "u32", off, 2, 1))
+        seg:futex_wake(off, 1)
+      end
+    end
+    wait = function(d)
+      local off = p.flag[d]
+      while not cas(seg, "u32", off, 1, 0) do
+        local ok, old = cas(seg, "u32", off, 0, 2)
+        if ok or old == 2 then
+          local v, err = seg:futex_wait(off, 2, math.max(0, deadline - now()))
+          if not v and err ~= "changed" then error("futex wait: " .. tostring(err), 0) end
+        end
+      end
+    end
   else -- spin
     local load, store, now = seg.load, seg.store, shm.now
     post = function(d) store(seg, "u32", p.flag[d], 1) end
@@ -471,7 +493,7 @@ local function runner(o)
       x.events = {assert(shm.eventfd{init = 0}),
                   assert(shm.eventfd{init = metric == "throughput" and 1 or 0})}
       objs[2], objs[3] = x.events[1], x.events[2]
-    elseif mech == "spin" then
+    elseif mech == "spin" or mech == "futex" then
       x.seg:store("u32", x.plan.flag[2], metric == "throughput" and 1 or 0)
     end
     -- The peer shares our stdin (main gave us none), stdout and stderr. luv reads stdio up to

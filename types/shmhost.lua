@@ -212,6 +212,22 @@ function segment:close() end
 ---Keeps a created object after this process ends.
 ---@return true
 function segment:keep() end
+---Sleeps while the aligned 32-bit word at `off` equals `expected` (futex(2), shared between
+---processes). `nil, "changed", EAGAIN` at once when the word is not `expected`; `true` when
+---woken or the word changed; `nil, "timeout", ETIMEDOUT`; `nil, "closed"` when the segment is
+---closed under the wait. Needs a task unless `timeout` is 0 (a check).
+---@param off integer  a multiple of 4
+---@param expected integer  a 32-bit value (u32 or i32)
+---@param timeout? number  seconds
+---@return true|nil ok
+---@return string? why
+---@return integer? errno
+function segment:futex_wait(off, expected, timeout) end
+---Wakes at most `n` (default 1; math.maxinteger: all) waiters on the word at `off`.
+---@param off integer
+---@param n? integer
+---@return integer woken
+function segment:futex_wake(off, n) end
 
 -- ---------------------------------------------------------------- layouts
 
