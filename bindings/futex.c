@@ -253,14 +253,6 @@ static int result_timeout(lua_State *L) {
 }
 
 /* The thread's own mapping of the segment (read-only is enough: FUTEX_WAIT only reads). */
-static int fw_map(fwaiter *w, const shmh_seg *seg) {
-  if (seg->kind == SHMH_SEG_SYSV) return shmh_seg_attach_sysv(&w->own, seg->shmid, 1);
-  int fd = dup(seg->fd);
-  if (fd < 0) return -errno;
-  int rc = shmh_seg_adopt_fd(&w->own, fd);
-  if (rc < 0) close(fd);
-  return rc;
-}
 
 /* Hands the wait to w's thread (starting one when it has none). 0 or -errno. */
 static int fw_request(fwaiter *w, const shmh_seg *seg, lua_Integer off, uint32_t expected,
@@ -272,7 +264,7 @@ static int fw_request(fwaiter *w, const shmh_seg *seg, lua_Integer off, uint32_t
   if (w->own.kind == SHMH_SEG_NONE || !shmh_seg_in_bounds(&w->own, (uint64_t)off, 4)) {
     shmh_seg_close(&w->own);
     shmh_seg_init(&w->own);
-    rc = fw_map(w, seg);
+    rc = shmh_seg_map_again(&w->own, seg, 1);
     if (rc == 0 && !shmh_seg_in_bounds(&w->own, (uint64_t)off, 4)) rc = -ERANGE;
   }
   if (rc == 0) {

@@ -329,12 +329,7 @@ static int sem_timeout_result(lua_State *L) {
 /* The thread's own mapping of the segment `seg` (see the top of the file). */
 static int semw_map(semw *w, shmh_seg *seg) {
   if (w->own.kind != SHMH_SEG_NONE) return 0;
-  if (seg->kind == SHMH_SEG_SYSV) return shmh_seg_attach_sysv(&w->own, seg->shmid, 0);
-  int fd = dup(seg->fd);
-  if (fd < 0) return -errno;
-  int rc = shmh_seg_adopt_fd(&w->own, fd);
-  if (rc < 0) close(fd);
-  return rc;
+  return shmh_seg_map_again(&w->own, seg, 0);
 }
 
 /* Runs the yield in a function of its own, so that sem_wait_k sees the results. */

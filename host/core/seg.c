@@ -276,6 +276,16 @@ int shmh_seg_open_posix(shmh_seg *s, const char *name, const struct shmh_seg_opt
   return rc;
 }
 
+int shmh_seg_map_again(shmh_seg *dst, const shmh_seg *src, int readonly) {
+  if (src->kind == SHMH_SEG_SYSV) return shmh_seg_attach_sysv(dst, src->shmid, readonly);
+  shmh_seg_init(dst);
+  int fd = dup(src->fd);
+  if (fd < 0) return fail(dst, "dup", errno);
+  int rc = shmh_seg_adopt_fd(dst, fd);
+  if (rc < 0) close(fd);
+  return rc;
+}
+
 int shmh_seg_publish(shmh_seg *s, const char *name) {
   if (s->kind != SHMH_SEG_POSIX) return fail(s, "link", EINVAL);
   char from[NAME_MAX + 16], to[NAME_MAX + 16];

@@ -88,6 +88,12 @@ int shmh_seg_open_memfd(shmh_seg *s, const char *name, const struct shmh_seg_opt
  * owns it. A memfd is told from a POSIX shm object by its /proc/self/fd link. */
 int shmh_seg_adopt_fd(shmh_seg *s, int fd);
 
+/* Maps `src`'s object a second time into `dst` (a dup of its descriptor, or another attach of
+ * its System V segment), for a thread that must keep its own mapping: the script may close
+ * `src` while the thread still waits on a word in it. `readonly` applies to System V only (an
+ * adopted descriptor keeps its open mode). */
+int shmh_seg_map_again(shmh_seg *dst, const shmh_seg *src, int readonly);
+
 /* What a descriptor is, for a receiver that must tell segments from other files: SHMH_SEG_MEMFD
  * for a memfd, SHMH_SEG_POSIX for a file on tmpfs (shm_open objects live on /dev/shm),
  * SHMH_SEG_NONE for anything else. */
