@@ -17,6 +17,13 @@ int shmh_fail(lua_State *L, int err, const char *call, const char *obj) {
   return 3;
 }
 
+int shmh_timeout(lua_State *L) {
+  lua_pushnil(L);
+  lua_pushliteral(L, "timeout");
+  lua_pushinteger(L, ETIMEDOUT);
+  return 3;
+}
+
 void shmh_newtype(lua_State *L, const char *name, const luaL_Reg *methods,
                   const luaL_Reg *metamethods) {
   luaL_newmetatable(L, name); /* sets __name, so errors say "shmhost.x expected" */

@@ -50,6 +50,9 @@ int luaopen_shmhost(lua_State *L);
  * be NULL. */
 int shmh_fail(lua_State *L, int err, const char *call, const char *obj);
 
+/* Pushes nil, "timeout", ETIMEDOUT and returns 3: what every wait that timed out returns. */
+int shmh_timeout(lua_State *L);
+
 /* Creates the metatable NAME with methods as __index, metamethods, and __name; pops it. */
 void shmh_newtype(lua_State *L, const char *name, const luaL_Reg *methods,
                   const luaL_Reg *metamethods);

@@ -245,15 +245,6 @@ static int futex_failed(lua_State *L, lua_Integer off, int err, const char *call
   return shmh_fail(L, err, call, seg_label(L, shmh_segment_check(L, 1)));
 }
 
-static int result_timeout(lua_State *L) {
-  lua_pushnil(L);
-  lua_pushliteral(L, "timeout");
-  lua_pushinteger(L, ETIMEDOUT);
-  return 3;
-}
-
-/* The thread's own mapping of the segment (read-only is enough: FUTEX_WAIT only reads). */
-
 /* Hands the wait to w's thread (starting one when it has none). 0 or -errno. */
 static int fw_request(fwaiter *w, const shmh_seg *seg, lua_Integer off, uint32_t expected,
                       double deadline) {
@@ -264,7 +255,7 @@ static int fw_request(fwaiter *w, const shmh_seg *seg, lua_Integer off, uint32_t
   if (w->own.kind == SHMH_SEG_NONE || !shmh_seg_in_bounds(&w->own, (uint64_t)off, 4)) {
     shmh_seg_close(&w->own);
     shmh_seg_init(&w->own);
-    rc = shmh_seg_map_again(&w->own, seg, 1);
+    rc = shmh_seg_map_again(&w->own, seg, 1); /* read-only: FUTEX_WAIT only reads */
     if (rc == 0 && !shmh_seg_in_bounds(&w->own, (uint64_t)off, 4)) rc = -ERANGE;
   }
   if (rc == 0) {
@@ -342,7 +333,7 @@ int shmh_segment_futex_wait(lua_State *L) {
     lua_pushinteger(L, EAGAIN);
     return 3;
   }
-  if (check_only) return result_timeout(L);
+  if (check_only) return shmh_timeout(L);
   double start = mono_now();
   /* Spin briefly before handing off to a thread (SHMH_WAIT_SPIN says why). No Lua runs in
    * the spin, so the pointer stays valid. */
@@ -357,7 +348,7 @@ int shmh_segment_futex_wait(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (timed && mono_now() - start >= timeout) return result_timeout(L);
+  if (timed && mono_now() - start >= timeout) return shmh_timeout(L);
 
   struct shmh_futex_waiter **list = shmh_segment_futexes(L, 1);
   fwaiter *w = *list;

@@ -96,12 +96,7 @@ static int mutex_lock_result(lua_State *L, pthread_mutex_t *m, shmh_seg *seg, in
     lua_pushliteral(L, "owner-died");
     return 2;
   }
-  if (rc == -ETIMEDOUT) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "timeout");
-    lua_pushinteger(L, ETIMEDOUT);
-    return 3;
-  }
+  if (rc == -ETIMEDOUT) return shmh_timeout(L);
   return shmh_fail(L, -rc, "lock", mutex_label(L));
 }
 

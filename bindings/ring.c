@@ -120,13 +120,6 @@ static int fail_peer(lua_State *L, int state) {
   return 3;
 }
 
-static int fail_timeout(lua_State *L) {
-  lua_pushnil(L);
-  lua_pushliteral(L, "timeout");
-  lua_pushinteger(L, ETIMEDOUT);
-  return 3;
-}
-
 /* ------------------------------------------------------------ the waiting thread */
 
 static void *waiter_main(void *arg) {
@@ -237,7 +230,7 @@ static int ring_step(lua_State *L) {
      * is made only after a slice passed without a wake. */
     int peer = shmh_ring_peer(&r->ring, role, slice == -ETIMEDOUT);
     if (peer <= 0) return fail_peer(L, peer);
-    if (w->deadline >= 0 && shmh_rt_now() >= w->deadline) return fail_timeout(L);
+    if (w->deadline >= 0 && shmh_rt_now() >= w->deadline) return shmh_timeout(L);
     n = waiter_arm(L, 1, r, role, w);
     if (n == 0) return 0;
     if (n < 0) return -n;
@@ -307,7 +300,7 @@ retry:
     n = ring_attempt(L, 1, r, role, msg, len);
     if (n) return n;
   }
-  if (timeout == 0) return fail_timeout(L);
+  if (timeout == 0) return shmh_timeout(L);
   waiter *w = waiter_get(L, r, role);
   if (w->task != NULL)
     return luaL_error(L, "%s: another task is already waiting on this ring", what);

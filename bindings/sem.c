@@ -319,13 +319,6 @@ static int sem_value_m(lua_State *L) {
   return 1;
 }
 
-static int sem_timeout_result(lua_State *L) {
-  lua_pushnil(L);
-  lua_pushliteral(L, "timeout");
-  lua_pushinteger(L, ETIMEDOUT);
-  return 3;
-}
-
 /* The thread's own mapping of the segment `seg` (see the top of the file). */
 static int semw_map(semw *w, shmh_seg *seg) {
   if (w->own.kind != SHMH_SEG_NONE) return 0;
@@ -371,7 +364,7 @@ static int sem_wait_m(lua_State *L) {
     return 1;
   }
   if (rc != -EAGAIN) return shmh_fail(L, -rc, "sem_trywait", sem_label(L, u));
-  if (timed && timeout <= 0) return sem_timeout_result(L);
+  if (timed && timeout <= 0) return shmh_timeout(L);
   if (u->w && u->w->waiter)
     return luaL_error(L, "s:wait: another task is already waiting on this semaphore object "
                          "(give each task its own object for the same semaphore)");
