@@ -17,6 +17,13 @@ int shmh_fail(lua_State *L, int err, const char *call, const char *obj) {
   return 3;
 }
 
+void shmh_check_aligned(lua_State *L, int arg, lua_Integer off, lua_Integer align,
+                        const char *what) {
+  if (off % align != 0)
+    luaL_argerror(L, arg, lua_pushfstring(L, "offset %I is not a multiple of %I (the alignment of %s)",
+                                          off, align, what));
+}
+
 int shmh_timeout(lua_State *L) {
   lua_pushnil(L);
   lua_pushliteral(L, "timeout");

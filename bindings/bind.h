@@ -50,6 +50,13 @@ int luaopen_shmhost(lua_State *L);
  * be NULL. */
 int shmh_fail(lua_State *L, int err, const char *call, const char *obj);
 
+/* Raises "offset OFF is not a multiple of ALIGN (the alignment of WHAT)" at argument `arg`
+ * unless it is one. Objects the kernel or the CPU touch atomically (a futex word, the word
+ * inside a mutex or semaphore, a ring's indices) must be naturally aligned; a segment's
+ * mapping starts on a page, so an aligned offset is an aligned address. */
+void shmh_check_aligned(lua_State *L, int arg, lua_Integer off, lua_Integer align,
+                        const char *what);
+
 /* Pushes nil, "timeout", ETIMEDOUT and returns 3: what every wait that timed out returns. */
 int shmh_timeout(lua_State *L);
 

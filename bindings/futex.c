@@ -221,9 +221,7 @@ static const char *seg_label(lua_State *L, const shmh_seg *s) {
  * aligned to 4 (the kernel refuses a futex word that is not). */
 static uint32_t *word_at(lua_State *L, lua_Integer off) {
   uint32_t *p = shmh_segment_ptr(L, 1, off, sizeof(uint32_t), 0, 2);
-  if (off % 4 != 0)
-    luaL_argerror(L, 2, lua_pushfstring(L, "offset %I is not a multiple of 4 (a futex word is "
-                                            "an aligned 32-bit word)", off));
+  shmh_check_aligned(L, 2, off, 4, "a futex word");
   return p;
 }
 

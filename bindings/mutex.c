@@ -328,10 +328,7 @@ static int mutex_new_api(lua_State *L) {
   luaL_checkudata(L, 1, SHMH_SEGMENT);
   lua_Integer off = luaL_checkinteger(L, 2);
   shmh_segment_ptr(L, 1, off, sizeof(pthread_mutex_t), 0, 2);
-  /* The futex word inside must be naturally aligned, or the kernel refuses it (EINVAL); a
-   * segment's mapping starts on a page, so aligning the offset aligns the address. */
-  if (off % (lua_Integer)_Alignof(pthread_mutex_t) != 0)
-    luaL_argerror(L, 2, lua_pushfstring(L, "offset %I is not a multiple of %d (the alignment of pthread_mutex_t)", off, (int)_Alignof(pthread_mutex_t)));
+  shmh_check_aligned(L, 2, off, _Alignof(pthread_mutex_t), "pthread_mutex_t");
   mutex_new(L, 1, off);
   return 1;
 }

@@ -464,7 +464,7 @@ static lring *ring_new(lua_State *L) {
 static lua_Integer check_offset(lua_State *L, int arg) {
   lua_Integer off = luaL_checkinteger(L, arg);
   luaL_argcheck(L, off >= 0, arg, "offset must not be negative");
-  luaL_argcheck(L, off % 8 == 0, arg, "offset must be a multiple of 8");
+  shmh_check_aligned(L, arg, off, 8, "a ring");
   return off;
 }
 

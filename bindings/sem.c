@@ -525,9 +525,7 @@ static int sem_new_api(lua_State *L) {
   luaL_checkudata(L, 1, SHMH_SEGMENT);
   lua_Integer off = luaL_checkinteger(L, 2);
   shmh_segment_ptr(L, 1, off, sizeof(sem_t), 0, 2);
-  /* The futex word inside must be naturally aligned, or the kernel refuses it (EINVAL). */
-  if (off % (lua_Integer)_Alignof(sem_t) != 0)
-    luaL_argerror(L, 2, lua_pushfstring(L, "offset %I is not a multiple of %d (the alignment of sem_t)", off, (int)_Alignof(sem_t)));
+  shmh_check_aligned(L, 2, off, _Alignof(sem_t), "sem_t");
   sem_push_at(L, 1, off);
   return 1;
 }
