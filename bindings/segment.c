@@ -175,7 +175,8 @@ static int segment_open_init(lua_State *L, const char *name, struct shmh_seg_opt
     if (rc != -ENOENT) return shmh_fail(L, -rc, u->seg.fail_call, name);
     lua_pop(L, 1);
 
-    const char *tmp = lua_pushfstring(L, "%s.init.%d.%d", name, (int)getpid(), attempt);
+    /* The temporary name does not carry `name`, so a name near NAME_MAX still works. */
+    const char *tmp = lua_pushfstring(L, "/shmhost.init.%d.%d", (int)getpid(), attempt);
     struct shmh_seg_opts fresh = *o;
     fresh.excl = 1;
     u = segment_new(L);
@@ -632,21 +633,18 @@ static int segment_unlink(lua_State *L) {
   return 1;
 }
 
-static int segment_detach(lua_State *L) {
+/* close() removes a created object that was not kept; detach() never removes. Both wake the
+ * tasks waiting on a futex word with nil, "closed". */
+static int segment_end(lua_State *L, int remove) {
   segment_ud *u = luaL_checkudata(L, 1, SHMH_SEGMENT);
   shmh_futex_shut(&u->futex, 1);
-  segment_release(u, 0);
+  segment_release(u, remove);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-static int segment_close(lua_State *L) {
-  segment_ud *u = luaL_checkudata(L, 1, SHMH_SEGMENT);
-  shmh_futex_shut(&u->futex, 1);
-  segment_release(u, 1);
-  lua_pushboolean(L, 1);
-  return 1;
-}
+static int segment_detach(lua_State *L) { return segment_end(L, 0); }
+static int segment_close(lua_State *L) { return segment_end(L, 1); }
 
 static int segment_gc(lua_State *L) {
   segment_ud *u = luaL_checkudata(L, 1, SHMH_SEGMENT);

@@ -45,16 +45,9 @@ function E.check(ok, what)
   return ok
 end
 
--- Polls cond() every few milliseconds until it returns a true value or `timeout` seconds
--- pass; returns its last value. Polling keeps the exercises simple to read and change.
+-- Polls cond() until it is true or `timeout` seconds pass (procs.wait_until).
 function E.wait_until(cond, timeout, step)
-  local deadline = shm.now() + (timeout or 10)
-  local v = cond()
-  while not v and shm.now() < deadline do
-    shm.sleep(step or 0.005)
-    v = cond()
-  end
-  return v
+  return procs.wait_until(cond, timeout or 10, step or 0.005)
 end
 
 -- ------------------------------------------------------------ child processes

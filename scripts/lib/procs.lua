@@ -397,6 +397,19 @@ function Child:wait(timeout)
   return self.code, self.signal
 end
 
+-- Waits in the current task until cond() returns a true value or `timeout` seconds pass
+-- (default 10), polling every `step` seconds (default 0.01); returns cond()'s last value.
+-- For conditions no child event announces (a file appearing, a counter in a segment).
+function procs.wait_until(cond, timeout, step)
+  local deadline = shm.now() + (timeout or 10)
+  local v = cond()
+  while not v and shm.now() < deadline do
+    shm.sleep(step or 0.01)
+    v = cond()
+  end
+  return v
+end
+
 -- Sends SIGKILL to every child (its group) still running; from a task, then waits up to
 -- `timeout` seconds (default 5) for each to end. Returns how many were still running.
 function procs.cleanup(timeout)

@@ -238,4 +238,12 @@ T.test("misuse raises and names the argument", function()
   T.eq(c:wait(5), 0)
 end)
 
+T.test("wait_until polls a condition from a task, with a deadline", function()
+  local n = 0
+  T.eq(procs.wait_until(function() n = n + 1; return n >= 3 and n end, 5, 0.001), 3)
+  local t0 = shm.now()
+  T.eq(procs.wait_until(function() return false end, 0.05, 0.01), false)
+  T.ok(shm.now() - t0 >= 0.05, "waited for the deadline")
+end)
+
 T.done()

@@ -431,7 +431,7 @@ T.test("open with init: created once, initialized before anyone sees it", functi
   local calls = 0
   local a = assert(shm.open(name, {create = true, size = 64, init = function(seg)
     calls = calls + 1
-    T.eq(seg.name:find(name, 1, true), 1, "init sees the temporary object")
+    T.ok(seg.name ~= name, "init sees the temporary object, not yet published under the name")
     seg:set("u32", 0, 0xC0FFEE)
   end}))
   T.eq(calls, 1)
@@ -468,6 +468,16 @@ T.test("open with init: processes racing initialize exactly once", function()
   T.eq(seg:get("u32", 4), 6, "all six opened the same object")
   seg:unlink()
   seg:close()
+end)
+
+T.test("open with init: a name near NAME_MAX works (the temporary name is short)", function()
+  local name = T.name("long_") .. string.rep("n", 255 - #T.name("long_"))
+  T.eq(#name, 255)
+  local seg = assert(shm.open(name, {create = true, size = 64, init = function(s) s:set("u8", 0, 7) end}))
+  T.eq(seg.name, name)
+  T.eq(seg:get("u8", 0), 7)
+  seg:close()
+  T.eq(io.open("/dev/shm" .. name), nil)
 end)
 
 T.test("open with init: an init that fails leaves nothing", function()

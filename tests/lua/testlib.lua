@@ -94,16 +94,9 @@ function T.test(name, fn)
   end
 end
 
--- Waits in the current task until cond() is true or `timeout` seconds pass; returns cond()'s
--- last value.
+-- Polls cond() until it is true or `timeout` seconds pass (procs.wait_until).
 function T.wait_until(cond, timeout, step)
-  local deadline = shm.now() + (timeout or 5)
-  local v = cond()
-  while not v and shm.now() < deadline do
-    shm.sleep(step or 0.01)
-    v = cond()
-  end
-  return v
+  return procs.wait_until(cond, timeout or 5, step or 0.01)
 end
 
 -- ------------------------------------------------------------ child processes
